@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Server options.  One table declares every option once (name, environment
+ * variable, type, default, range, help); it drives the parser, `--help` and
+ * docs/config.md.  Precedence, lowest first: default, environment
+ * (MI_<NAME>), command-line flag.  Options are immutable after start.
+ */
+#ifndef MI_CONFIG_OPTIONS_H
+#define MI_CONFIG_OPTIONS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/error.h"
+
+typedef struct mi_server_options {
+    char    address[256];
+    int64_t grpc_port;
+    int64_t workers;
+    int64_t grpc_threads;
+    int64_t queue_capacity;
+    int64_t stream_in_flight;
+    int64_t max_message_bytes;
+    int64_t grace_ms;
+    char    log_level[16];
+} mi_server_options;
+
+/* Fills every option with its default. */
+void mi_options_init(mi_server_options *opts);
+
+/*
+ * Applies MI_* environment variables, then the flags of argv (from index
+ * `first`); positional arguments are collected into pos[] (at most
+ * max_pos).  MI_EINVAL names the flag or variable and the expected form.
+ */
+mi_status mi_options_parse(mi_server_options *opts, int argc, char **argv,
+                           int first, const char **pos, int max_pos,
+                           int *n_pos, mi_error *err);
+
+/* Prints one line per option: flag, variable, default and help. */
+void mi_options_print_help(FILE *out);
+/* Prints the options table as Markdown (for docs/config.md). */
+void mi_options_print_markdown(FILE *out);
+
+#endif /* MI_CONFIG_OPTIONS_H */

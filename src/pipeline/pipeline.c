@@ -1,0 +1,748 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Pipeline build, start-up verification and the stage runner.
+ *
+ * Every stage keeps what verification inferred: the specs of the tensors it
+ * consumes and produces, and the whole format after it.  At run time a
+ * stage selects its inputs from the current tensor list, calls the plugin,
+ * checks the outputs against the inferred specs (a plugin bug becomes an
+ * error, not a crash further down), and merges them back: consumed tensors
+ * leave, outputs join, everything else passes through in order.
+ */
+#include "pipeline/pipeline.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/str.h"
+#include "core/tensor.h"
+#include "pipeline/queue.h"
+#include "plugin/host.h"
+#include "plugin/registry.h"
+
+typedef struct pipeline_stage {
+    char                  label[96]; /* "pre[2] 'normalize'" */
+    const mi_plugin_desc *desc;
+    void                 *state;
+    uint32_t              n_inputs; /* 0: all */
+    char                  inputs[MI_MAX_TENSORS][MI_NAME_MAX];
+    mi_format             produced; /* specs of the outputs */
+    mi_format             after;    /* the whole format after the stage */
+} pipeline_stage;
+
+typedef struct pipeline_worker {
+    mi_pipeline *p;
+    uint32_t     index;
+    pthread_t    thread;
+    void        *instance; /* backend instance, or NULL */
+} pipeline_worker;
+
+struct mi_pipeline {
+    mi_pipeline_config   *cfg; /* owned */
+    mi_pipeline_options   opts;
+    const mi_host_api    *host;
+
+    pipeline_stage       *pre;
+    size_t                n_pre;
+    pipeline_stage       *post;
+    size_t                n_post;
+
+    const mi_plugin_desc *backend;
+    void                 *model;
+    mi_format             model_in;
+    mi_format             model_out; /* with the batch size substituted */
+    mi_format             input;     /* declared */
+    mi_format             output;    /* after postprocessing */
+
+    mi_queue              queue;
+    bool                  has_queue;
+    pipeline_worker      *workers;
+    uint32_t              n_started;
+    atomic_bool           is_stopped;
+};
+
+/* ---- Formats ---- */
+
+static void
+pipeline_format_names(const mi_format *fmt, char *buf, size_t size)
+{
+    size_t n = 0;
+    buf[0]   = '\0';
+    for (uint32_t i = 0; i < fmt->n_tensors && n < size; i++) {
+        char spec[160];
+        int  k = snprintf(buf + n, size - n, "%s'%s' %s", i == 0 ? "" : ", ",
+                          fmt->tensors[i].name,
+                          mi_spec_str(&fmt->tensors[i], spec, sizeof(spec)));
+        n += k > 0 ? (size_t)k : 0;
+    }
+    if (fmt->n_tensors == 0) {
+        snprintf(buf, size, "nothing");
+    }
+}
+
+/* The specs a stage consumes, from the format before it. */
+static mi_status
+pipeline_select_format(const pipeline_stage *st, const mi_format *fmt,
+                       mi_format *sel, mi_error *err)
+{
+    if (st->n_inputs == 0) {
+        *sel = *fmt;
+        return MI_OK;
+    }
+    sel->n_tensors = 0;
+    for (uint32_t i = 0; i < st->n_inputs; i++) {
+        int k = mi_format_find(fmt, st->inputs[i]);
+        if (k < 0) {
+            char have[512];
+            pipeline_format_names(fmt, have, sizeof(have));
+            return mi_error_set(err, MI_EINVAL,
+                                "input '%s' is not in the format (have: %s)",
+                                st->inputs[i], have);
+        }
+        if (mi_format_add(sel, &fmt->tensors[k], err) != MI_OK) {
+            return MI_EINVAL;
+        }
+    }
+    return MI_OK;
+}
+
+/* fmt minus the consumed tensors, plus the produced ones. */
+static mi_status
+pipeline_merge_format(const mi_format *fmt, const mi_format *consumed,
+                      const mi_format *produced, mi_format *out,
+                      mi_error *err)
+{
+    mi_format merged;
+    merged.n_tensors = 0;
+    for (uint32_t i = 0; i < fmt->n_tensors; i++) {
+        if (mi_format_find(consumed, fmt->tensors[i].name) < 0) {
+            merged.tensors[merged.n_tensors++] = fmt->tensors[i];
+        }
+    }
+    for (uint32_t i = 0; i < produced->n_tensors; i++) {
+        if (mi_format_add(&merged, &produced->tensors[i], err) != MI_OK) {
+            return mi_error_set(err, MI_EINVAL,
+                                "output '%s' clashes with a tensor that "
+                                "passes through", produced->tensors[i].name);
+        }
+    }
+    *out = merged;
+    return MI_OK;
+}
+
+/* ---- Build ---- */
+
+static mi_status
+pipeline_stage_create(mi_pipeline *p, const mi_step_config *sc,
+                      pipeline_stage *st, mi_error *err)
+{
+    mi_params *params = NULL;
+    char       path[64];
+    mi_status  rc;
+
+    snprintf(st->label, sizeof(st->label), "%s '%s'", sc->where, sc->step);
+    st->n_inputs = sc->n_inputs;
+    memcpy(st->inputs, sc->inputs, sizeof(st->inputs));
+    rc = mi_registry_find(MI_PLUGIN_TRANSFORM, sc->step, &st->desc, err);
+    if (rc != MI_OK) {
+        mi_error_prefix(err, "%s", sc->where);
+        return rc;
+    }
+    snprintf(path, sizeof(path), "%s.params", sc->where);
+    rc = mi_params_create(sc->params, path, &params, err);
+    if (rc != MI_OK) {
+        return rc;
+    }
+    rc = st->desc->transform->create(p->host, params, &st->state, err);
+    if (rc == MI_OK) {
+        rc = mi_params_check_unused(params, err);
+    } else if (err != NULL &&
+               strncmp(err->msg, sc->where, strlen(sc->where)) != 0) {
+        /* Params errors already start with their path. */
+        mi_error_prefix(err, "%s", st->label);
+    }
+    mi_params_destroy(params);
+    return rc;
+}
+
+static void
+pipeline_stages_destroy(pipeline_stage *stages, size_t n)
+{
+    if (stages == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (stages[i].desc != NULL && stages[i].state != NULL) {
+            stages[i].desc->transform->destroy(stages[i].state);
+        }
+    }
+    mi_free(stages);
+}
+
+static mi_status
+pipeline_stages_create(mi_pipeline *p, const mi_step_config *cfgs, size_t n,
+                       pipeline_stage **out, mi_error *err)
+{
+    pipeline_stage *stages;
+
+    *out = NULL;
+    if (n == 0) {
+        return MI_OK;
+    }
+    stages = mi_calloc(n, sizeof(*stages));
+    if (stages == NULL) {
+        return mi_error_set(err, MI_ENOMEM, "out of memory");
+    }
+    *out = stages;
+    for (size_t i = 0; i < n; i++) {
+        mi_status rc = pipeline_stage_create(p, &cfgs[i], &stages[i], err);
+        if (rc != MI_OK) {
+            return rc; /* the caller frees what was created */
+        }
+    }
+    return MI_OK;
+}
+
+/* Propagates fmt through stages, recording each one's result. */
+static mi_status
+pipeline_verify_stages(pipeline_stage *stages, size_t n, mi_format *fmt,
+                       mi_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        pipeline_stage *st = &stages[i];
+        mi_format       sel;
+        mi_status       rc;
+
+        rc = pipeline_select_format(st, fmt, &sel, err);
+        if (rc == MI_OK) {
+            memset(&st->produced, 0, sizeof(st->produced));
+            rc = st->desc->transform->infer_format(st->state, &sel,
+                                                   &st->produced, err);
+        }
+        if (rc == MI_OK) {
+            rc = pipeline_merge_format(fmt, &sel, &st->produced, &st->after,
+                                       err);
+        }
+        if (rc != MI_OK) {
+            mi_error_prefix(err, "%s", st->label);
+            return rc;
+        }
+        *fmt = st->after;
+    }
+    return MI_OK;
+}
+
+/*
+ * Checks that the tensors reaching the model are exactly its inputs, each
+ * fitting the model's real signature.  A dimension unknown on one side is
+ * checked per request instead.  Then applies the batch-axis rule: when
+ * every model input has a dynamic first dimension and the pipeline feeds
+ * them one common size b, outputs whose first dimension is dynamic get b.
+ */
+static mi_status
+pipeline_verify_model(mi_pipeline *p, const mi_format *fmt,
+                      const char *from, mi_error *err)
+{
+    const char *model = p->cfg->name;
+    int64_t     batch = -2; /* -2: not decided, -1: no common size */
+
+    for (uint32_t i = 0; i < p->model_in.n_tensors; i++) {
+        const mi_tensor_spec *want = &p->model_in.tensors[i];
+        const mi_tensor_spec *got;
+        int                   k = mi_format_find(fmt, want->name);
+        bool                  fits;
+
+        if (k < 0) {
+            char have[512];
+            pipeline_format_names(fmt, have, sizeof(have));
+            return mi_error_set(err, MI_EINVAL,
+                                "model '%s': input '%s' is not produced by "
+                                "%s (have: %s)",
+                                model, want->name, from, have);
+        }
+        got  = &fmt->tensors[k];
+        fits = got->dtype == want->dtype;
+        if (fits && want->rank >= 0 && got->rank >= 0) {
+            fits = got->rank == want->rank;
+            for (int32_t d = 0; fits && d < want->rank; d++) {
+                fits = want->shape[d] < 0 || got->shape[d] < 0 ||
+                       want->shape[d] == got->shape[d];
+            }
+        }
+        if (!fits) {
+            char ws[160];
+            char gs[160];
+            return mi_error_set(err, MI_EINVAL,
+                                "model '%s': input '%s': the model expects "
+                                "%s, %s gives %s",
+                                model, want->name,
+                                mi_spec_str(want, ws, sizeof(ws)), from,
+                                mi_spec_str(got, gs, sizeof(gs)));
+        }
+        if (want->rank > 0 && want->shape[0] < 0 && got->rank > 0) {
+            if (batch == -2) {
+                batch = got->shape[0];
+            } else if (batch != got->shape[0]) {
+                batch = -1;
+            }
+        } else {
+            batch = -1;
+        }
+    }
+    for (uint32_t i = 0; i < fmt->n_tensors; i++) {
+        if (mi_format_find(&p->model_in, fmt->tensors[i].name) < 0) {
+            char want[512];
+            pipeline_format_names(&p->model_in, want, sizeof(want));
+            return mi_error_set(err, MI_EINVAL,
+                                "model '%s': tensor '%s' from %s is not a "
+                                "model input (the model takes: %s)",
+                                model, fmt->tensors[i].name, from, want);
+        }
+    }
+    if (batch >= 0) {
+        for (uint32_t i = 0; i < p->model_out.n_tensors; i++) {
+            mi_tensor_spec *o = &p->model_out.tensors[i];
+            if (o->rank > 0 && o->shape[0] < 0) {
+                o->shape[0] = batch;
+            }
+        }
+    }
+    return MI_OK;
+}
+
+static mi_status
+pipeline_load_model(mi_pipeline *p, mi_error *err)
+{
+    mi_params    *params = NULL;
+    mi_model_desc desc;
+    mi_status     rc;
+
+    rc = mi_registry_find(MI_PLUGIN_BACKEND, p->cfg->backend, &p->backend,
+                          err);
+    if (rc != MI_OK) {
+        mi_error_prefix(err, "model.backend");
+        return rc;
+    }
+    rc = mi_params_create(p->cfg->model_params, "model.params", &params, err);
+    if (rc != MI_OK) {
+        return rc;
+    }
+    memset(&desc, 0, sizeof(desc));
+    desc.struct_size = sizeof(desc);
+    desc.name        = p->cfg->name;
+    desc.path        = p->cfg->model_path;
+    desc.params      = params;
+    desc.n_workers   = p->opts.n_workers;
+    rc = p->backend->backend->model_load(p->host, &desc, &p->model, err);
+    if (rc == MI_OK) {
+        rc = mi_params_check_unused(params, err);
+    }
+    mi_params_destroy(params);
+    if (rc != MI_OK) {
+        return rc;
+    }
+    return p->backend->backend->model_io(p->model, &p->model_in,
+                                         &p->model_out, err);
+}
+
+mi_status
+mi_pipeline_create(mi_pipeline_config *cfg, const mi_pipeline_options *opts,
+                   mi_pipeline **out, mi_error *err)
+{
+    mi_pipeline *p;
+    mi_format    fmt;
+    char         from[128];
+    mi_status    rc;
+
+    p = mi_calloc(1, sizeof(*p));
+    if (p == NULL) {
+        mi_pipeline_config_destroy(cfg);
+        return mi_error_set(err, MI_ENOMEM, "pipeline: out of memory");
+    }
+    p->cfg  = cfg;
+    p->host = mi_host_api_get();
+    p->opts = *opts;
+    if (p->opts.n_workers == 0) {
+        long n           = sysconf(_SC_NPROCESSORS_ONLN);
+        p->opts.n_workers = n > 0 ? (uint32_t)n : 1;
+    }
+    if (p->opts.queue_capacity == 0) {
+        p->opts.queue_capacity = 1024;
+    }
+    atomic_init(&p->is_stopped, false);
+    p->input = cfg->input;
+
+    rc = pipeline_stages_create(p, cfg->pre, cfg->n_pre, &p->pre, err);
+    p->n_pre = cfg->n_pre;
+    if (rc == MI_OK) {
+        rc = pipeline_stages_create(p, cfg->post, cfg->n_post, &p->post,
+                                    err);
+        p->n_post = cfg->n_post;
+    }
+    if (rc == MI_OK) {
+        rc = pipeline_load_model(p, err);
+    }
+    if (rc != MI_OK) {
+        goto fail;
+    }
+
+    fmt = p->input;
+    rc  = pipeline_verify_stages(p->pre, p->n_pre, &fmt, err);
+    if (rc != MI_OK) {
+        goto fail;
+    }
+    if (p->n_pre > 0) {
+        snprintf(from, sizeof(from), "%s", p->pre[p->n_pre - 1].label);
+    } else {
+        snprintf(from, sizeof(from), "the declared input");
+    }
+    rc = pipeline_verify_model(p, &fmt, from, err);
+    if (rc != MI_OK) {
+        goto fail;
+    }
+    fmt = p->model_out;
+    rc  = pipeline_verify_stages(p->post, p->n_post, &fmt, err);
+    if (rc != MI_OK) {
+        goto fail;
+    }
+    p->output = fmt;
+    *out      = p;
+    return MI_OK;
+
+fail:
+    mi_error_prefix(err, "pipeline '%s'", cfg->name);
+    mi_pipeline_destroy(p);
+    return rc;
+}
+
+/* ---- Running ---- */
+
+/* Copies the first n tensors only: lists are large and mostly empty. */
+static void
+pipeline_list_copy(mi_tensor_list *dst, const mi_tensor_list *src)
+{
+    dst->n_tensors = src->n_tensors;
+    memcpy(dst->tensors, src->tensors, src->n_tensors * sizeof(mi_tensor));
+}
+
+static mi_status
+pipeline_stage_apply(const pipeline_stage *st, mi_ctx *ctx,
+                     mi_tensor_list *cur, mi_error *err)
+{
+    mi_tensor_list in;
+    mi_tensor_list out;
+    uint32_t       consumed = 0; /* bit i: cur->tensors[i] consumed */
+    mi_status      rc;
+
+    if (st->n_inputs == 0) {
+        pipeline_list_copy(&in, cur);
+        consumed = (cur->n_tensors >= 32) ? ~0u
+                                          : ((1u << cur->n_tensors) - 1u);
+    } else {
+        in.n_tensors = 0;
+        for (uint32_t i = 0; i < st->n_inputs; i++) {
+            int k = mi_tensor_list_find(cur, st->inputs[i]);
+            if (k < 0) {
+                return mi_error_set(err, MI_EINTERNAL,
+                                    "%s: input '%s' missing at run time",
+                                    st->label, st->inputs[i]);
+            }
+            in.tensors[in.n_tensors++] = cur->tensors[k];
+            consumed |= 1u << k;
+        }
+    }
+    out.n_tensors = 0;
+    rc = st->desc->transform->apply(st->state, ctx, &in, &out, err);
+    if (rc != MI_OK) {
+        mi_error_prefix(err, "%s", st->label);
+        return rc;
+    }
+    /* Outputs must be what verification promised. */
+    if (out.n_tensors != st->produced.n_tensors) {
+        return mi_error_set(err, MI_EINTERNAL,
+                            "%s: produced %u tensors, verification "
+                            "inferred %u", st->label, out.n_tensors,
+                            st->produced.n_tensors);
+    }
+    for (uint32_t i = 0; i < out.n_tensors; i++) {
+        mi_tensor_spec spec;
+        mi_spec_of_tensor(&out.tensors[i], &spec);
+        if (strcmp(spec.name, st->produced.tensors[i].name) != 0 ||
+            mi_spec_check(&st->produced.tensors[i], &spec, err) != MI_OK) {
+            mi_error_set(err, MI_EINTERNAL,
+                         "%s: output %u ('%s') does not match the format "
+                         "inferred at start", st->label, i, spec.name);
+            return MI_EINTERNAL;
+        }
+    }
+    /* Merge: survivors keep their order, outputs follow. */
+    {
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < cur->n_tensors; i++) {
+            if ((consumed & (1u << i)) == 0) {
+                cur->tensors[n++] = cur->tensors[i];
+            }
+        }
+        if (n + out.n_tensors > MI_MAX_TENSORS) {
+            return mi_error_set(err, MI_EINTERNAL, "%s: too many tensors",
+                                st->label);
+        }
+        memcpy(&cur->tensors[n], out.tensors,
+               out.n_tensors * sizeof(mi_tensor));
+        cur->n_tensors = n + out.n_tensors;
+    }
+    return MI_OK;
+}
+
+static mi_status
+pipeline_run_stages(const pipeline_stage *stages, size_t n, mi_ctx *ctx,
+                    mi_tensor_list *cur, mi_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        mi_status rc = pipeline_stage_apply(&stages[i], ctx, cur, err);
+        if (rc != MI_OK) {
+            return rc;
+        }
+    }
+    return MI_OK;
+}
+
+static mi_status
+pipeline_run_request(mi_pipeline *p, void *instance, mi_request *req,
+                        mi_error *err)
+{
+    mi_tensor_list *cur = &req->outputs;
+    mi_tensor_list  model_in;
+    uint64_t        t0;
+    uint64_t        t1;
+    mi_status       rc;
+
+    t0 = mi_clock_ns();
+    pipeline_list_copy(cur, &req->inputs);
+    rc = pipeline_run_stages(p->pre, p->n_pre, &req->ctx, cur, err);
+    if (rc != MI_OK) {
+        return rc;
+    }
+    t1               = mi_clock_ns();
+    req->time_pre_ns = t1 - t0;
+
+    model_in.n_tensors = 0;
+    for (uint32_t i = 0; i < p->model_in.n_tensors; i++) {
+        int k = mi_tensor_list_find(cur, p->model_in.tensors[i].name);
+        if (k < 0) {
+            return mi_error_set(err, MI_EINTERNAL,
+                                "model input '%s' missing at run time",
+                                p->model_in.tensors[i].name);
+        }
+        model_in.tensors[model_in.n_tensors++] = cur->tensors[k];
+    }
+    cur->n_tensors = 0;
+    rc = p->backend->backend->infer(p->model, instance, &req->ctx, &model_in,
+                                    cur, err);
+    t0                 = mi_clock_ns();
+    req->time_infer_ns = t0 - t1;
+    if (rc != MI_OK) {
+        return rc;
+    }
+    rc = pipeline_run_stages(p->post, p->n_post, &req->ctx, cur, err);
+    req->time_post_ns = mi_clock_ns() - t0;
+    return rc;
+}
+
+mi_status
+mi_pipeline_run(mi_pipeline *p, uint32_t worker, mi_request *req,
+                mi_error *err)
+{
+    void *instance = NULL;
+    if (p->workers != NULL && worker < p->opts.n_workers) {
+        instance = p->workers[worker].instance;
+    }
+    return pipeline_run_request(p, instance, req, err);
+}
+
+static void *
+pipeline_worker_main(void *arg)
+{
+    pipeline_worker *w = arg;
+    mi_pipeline     *p = w->p;
+    mi_request      *req;
+
+    while (mi_queue_pop(&p->queue, &req, 1) == 1) {
+        req->time_queue_ns = mi_clock_ns() - req->time_submit_ns;
+        req->status = pipeline_run_request(p, w->instance, req, &req->err);
+        if (req->status != MI_OK) {
+            req->outputs.n_tensors = 0;
+        }
+        req->done(req, req->done_user);
+    }
+    return NULL;
+}
+
+mi_status
+mi_pipeline_start(mi_pipeline *p, mi_error *err)
+{
+    const mi_backend_vtbl *b = p->backend->backend;
+    mi_status              rc;
+
+    rc = mi_queue_init(&p->queue, p->opts.queue_capacity, err);
+    if (rc != MI_OK) {
+        return rc;
+    }
+    p->has_queue = true;
+    p->workers   = mi_calloc(p->opts.n_workers, sizeof(*p->workers));
+    if (p->workers == NULL) {
+        return mi_error_set(err, MI_ENOMEM, "workers: out of memory");
+    }
+    for (uint32_t i = 0; i < p->opts.n_workers; i++) {
+        pipeline_worker *w = &p->workers[i];
+        w->p               = p;
+        w->index           = i;
+        if (b->instance_create != NULL) {
+            rc = b->instance_create(p->model, &w->instance, err);
+            if (rc != MI_OK) {
+                return rc;
+            }
+        }
+    }
+    for (uint32_t i = 0; i < p->opts.n_workers; i++) {
+        if (pthread_create(&p->workers[i].thread, NULL, pipeline_worker_main,
+                           &p->workers[i]) != 0) {
+            return mi_error_set(err, MI_EINTERNAL,
+                                "cannot start worker thread %u", i);
+        }
+        p->n_started++;
+    }
+    MI_LOG_INFO("pipeline", "'%s' version '%s': %u workers, queue=%zu",
+                p->cfg->name, p->cfg->version, p->opts.n_workers,
+                p->opts.queue_capacity);
+    return MI_OK;
+}
+
+void
+mi_pipeline_stop(mi_pipeline *p)
+{
+    if (atomic_exchange(&p->is_stopped, true)) {
+        return;
+    }
+    if (p->has_queue) {
+        mi_queue_close(&p->queue);
+    }
+    for (uint32_t i = 0; i < p->n_started; i++) {
+        pthread_join(p->workers[i].thread, NULL);
+    }
+    p->n_started = 0;
+}
+
+void
+mi_pipeline_destroy(mi_pipeline *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    mi_pipeline_stop(p);
+    if (p->workers != NULL) {
+        for (uint32_t i = 0; i < p->opts.n_workers; i++) {
+            if (p->workers[i].instance != NULL) {
+                p->backend->backend->instance_destroy(
+                    p->workers[i].instance);
+            }
+        }
+        mi_free(p->workers);
+    }
+    if (p->has_queue) {
+        mi_queue_fini(&p->queue);
+    }
+    if (p->backend != NULL && p->model != NULL) {
+        p->backend->backend->model_unload(p->model);
+    }
+    pipeline_stages_destroy(p->pre, p->n_pre);
+    pipeline_stages_destroy(p->post, p->n_post);
+    mi_pipeline_config_destroy(p->cfg);
+    mi_free(p);
+}
+
+mi_status
+mi_pipeline_submit(mi_pipeline *p, mi_request *req, mi_request_done_fn done,
+                   void *user, mi_error *err)
+{
+    mi_status rc = mi_tensor_list_check(&p->input, &req->inputs, err);
+    if (rc != MI_OK) {
+        return rc;
+    }
+    req->done           = done;
+    req->done_user      = user;
+    req->time_submit_ns = mi_clock_ns();
+    if (!p->has_queue) {
+        return mi_error_set(err, MI_EUNAVAIL, "pipeline is not started");
+    }
+    return mi_queue_push(&p->queue, req, err);
+}
+
+/* ---- Accessors ---- */
+
+const char *
+mi_pipeline_name(const mi_pipeline *p)
+{
+    return p->cfg->name;
+}
+
+const char *
+mi_pipeline_version(const mi_pipeline *p)
+{
+    return p->cfg->version;
+}
+
+const mi_format *
+mi_pipeline_input_format(const mi_pipeline *p)
+{
+    return &p->input;
+}
+
+const mi_format *
+mi_pipeline_output_format(const mi_pipeline *p)
+{
+    return &p->output;
+}
+
+size_t
+mi_pipeline_queue_depth(mi_pipeline *p)
+{
+    return p->has_queue ? mi_queue_depth(&p->queue) : 0;
+}
+
+static void
+pipeline_print_format(FILE *out, const char *label, const mi_format *fmt)
+{
+    for (uint32_t i = 0; i < fmt->n_tensors; i++) {
+        char spec[160];
+        fprintf(out, "  %-28s %-16s %s\n", i == 0 ? label : "",
+                fmt->tensors[i].name,
+                mi_spec_str(&fmt->tensors[i], spec, sizeof(spec)));
+    }
+}
+
+void
+mi_pipeline_print(const mi_pipeline *p, FILE *out)
+{
+    char label[128];
+
+    fprintf(out, "pipeline '%s' version '%s'\n", p->cfg->name,
+            p->cfg->version);
+    pipeline_print_format(out, "input", &p->input);
+    for (size_t i = 0; i < p->n_pre; i++) {
+        pipeline_print_format(out, p->pre[i].label, &p->pre[i].after);
+    }
+    snprintf(label, sizeof(label), "model '%s' inputs", p->backend->name);
+    pipeline_print_format(out, label, &p->model_in);
+    snprintf(label, sizeof(label), "model '%s' outputs", p->backend->name);
+    pipeline_print_format(out, label, &p->model_out);
+    for (size_t i = 0; i < p->n_post; i++) {
+        pipeline_print_format(out, p->post[i].label, &p->post[i].after);
+    }
+    pipeline_print_format(out, "output", &p->output);
+}

@@ -1,0 +1,794 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * gRPC server over the C core's completion queue.
+ *
+ * Every call arrives through grpc_server_request_call (generic handling), so
+ * a method we do not serve is answered UNIMPLEMENTED at once.  A served call
+ * is a bidirectional stream with this state:
+ *
+ *      recv ---> decode ---> mi_pipeline_submit ---> worker
+ *       ^                                              |
+ *       |  (re-posted while in_flight < limit)          v
+ *       +------------ pump <--- send queue <--- encode (done callback)
+ *
+ *   - at most one RECV_MESSAGE and one SEND_MESSAGE are outstanding, as the
+ *     core requires; responses wait in a ring until the send slot is free;
+ *   - reads pause while `max_stream_in_flight` requests are in the
+ *     pipeline, so a fast client is held back by HTTP/2 flow control
+ *     instead of making the server buffer without limit;
+ *   - the status goes out once the client half-closed (OK) or a message
+ *     failed (INVALID_ARGUMENT...), after every earlier response was sent;
+ *   - the stream is freed when its last reference goes: one per
+ *     outstanding operation and one per request in the pipeline.
+ *
+ * The stream mutex serialises grpc_call_start_batch calls and the state;
+ * it is never held across decoding, encoding or model work.
+ */
+#include "server/grpc.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "server/codec_tf.h"
+
+#define GRPC_N_ACCEPT 4 /* request_call operations kept outstanding */
+
+typedef enum grpc_tag_kind {
+    GRPC_TAG_NEW_CALL = 1,
+    GRPC_TAG_RECV,
+    GRPC_TAG_SEND,
+    GRPC_TAG_STATUS,
+    GRPC_TAG_CLOSE,
+    GRPC_TAG_REJECT,
+    GRPC_TAG_SHUTDOWN
+} grpc_tag_kind;
+
+typedef struct grpc_tag {
+    grpc_tag_kind kind;
+    void         *owner;
+} grpc_tag;
+
+typedef enum grpc_protocol {
+    GRPC_PROTOCOL_EXTENDED = 1,
+    GRPC_PROTOCOL_BASIC
+} grpc_protocol;
+
+typedef struct grpc_accept {
+    grpc_tag            tag;
+    grpc_call          *call;
+    grpc_call_details   details;
+    grpc_metadata_array metadata;
+} grpc_accept;
+
+/* An unknown method: answered and forgotten. */
+typedef struct grpc_reject {
+    grpc_tag   tag;
+    grpc_call *call;
+    grpc_slice details;
+    int        cancelled;
+} grpc_reject;
+
+typedef struct grpc_stream {
+    mi_grpc_server   *srv;
+    grpc_call        *call;
+    grpc_protocol     protocol;
+    pthread_mutex_t   lock;
+    uint32_t          refs;
+
+    grpc_tag          tag_recv;
+    grpc_tag          tag_send;
+    grpc_tag          tag_status;
+    grpc_tag          tag_close;
+
+    grpc_byte_buffer *recv_buf;
+    grpc_byte_buffer *send_buf;   /* the one being sent */
+    grpc_byte_buffer **ring;      /* responses waiting for the send slot */
+    uint32_t          ring_cap;
+    uint32_t          ring_head;
+    uint32_t          ring_n;
+
+    uint32_t          in_flight;  /* requests in the pipeline */
+    bool              is_recv_pending;
+    bool              is_send_pending;
+    bool              is_half_closed;
+    bool              is_failed;
+    bool              is_status_started;
+    int               cancelled;  /* written by RECV_CLOSE_ON_SERVER */
+    bool              is_closed;  /* RECV_CLOSE_ON_SERVER completed */
+
+    grpc_status_code  status;
+    grpc_slice        status_details;
+} grpc_stream;
+
+struct mi_grpc_server {
+    mi_pipeline           *pipeline;
+    mi_grpc_options        opts;
+    grpc_server           *server;
+    grpc_completion_queue *cq;
+    int                    port;
+    pthread_t             *threads;
+    uint32_t               n_threads;
+    grpc_accept            accepts[GRPC_N_ACCEPT];
+    grpc_tag               tag_shutdown;
+    bool                   is_started;
+    bool                   is_shut_down;
+
+    pthread_mutex_t        lock;
+    pthread_cond_t         cond;
+    bool                   is_shutdown_done;
+    atomic_bool            is_accepting;
+    atomic_uint            n_streams;
+};
+
+static const char grpc_method_extended[] =
+    "/extended_inference.ExtendedInferenceService/predict";
+static const char grpc_method_basic[] =
+    "/basic_inference.BasicInferenceService/predict";
+
+/* ---- Streams ---- */
+
+static void
+grpc_stream_free(grpc_stream *s)
+{
+    while (s->ring_n > 0) {
+        grpc_byte_buffer_destroy(s->ring[s->ring_head]);
+        s->ring_head = (s->ring_head + 1) % s->ring_cap;
+        s->ring_n--;
+    }
+    grpc_slice_unref(s->status_details);
+    grpc_call_unref(s->call);
+    pthread_mutex_destroy(&s->lock);
+    atomic_fetch_sub(&s->srv->n_streams, 1);
+    mi_free(s->ring);
+    mi_free(s);
+}
+
+/* Drops one reference; returns whether the caller must free (unlocked). */
+static bool
+grpc_stream_unref_locked(grpc_stream *s)
+{
+    MI_ASSERT(s->refs > 0);
+    s->refs--;
+    return s->refs == 0;
+}
+
+static void
+grpc_stream_fail_locked(grpc_stream *s, mi_status code, const char *msg)
+{
+    if (s->is_failed) {
+        return; /* the first problem is the one reported */
+    }
+    s->is_failed = true;
+    s->status    = (grpc_status_code)mi_status_grpc(code);
+    grpc_slice_unref(s->status_details);
+    s->status_details = grpc_slice_from_copied_string(msg);
+    MI_LOG_DEBUG("grpc", "stream failed: %s", msg);
+}
+
+static void grpc_stream_pump_locked(grpc_stream *s);
+
+static bool
+grpc_stream_start_locked(grpc_stream *s, const grpc_op *ops, size_t n,
+                         grpc_tag *tag)
+{
+    grpc_call_error e = grpc_call_start_batch(s->call, ops, n, tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        MI_LOG_WARN("grpc", "start_batch failed: %d", (int)e);
+        return false;
+    }
+    s->refs++;
+    return true;
+}
+
+static void
+grpc_stream_start_recv_locked(grpc_stream *s)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op                         = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &s->recv_buf;
+    s->recv_buf                   = NULL;
+    if (grpc_stream_start_locked(s, &op, 1, &s->tag_recv)) {
+        s->is_recv_pending = true;
+    } else {
+        s->is_half_closed = true;
+    }
+}
+
+static void
+grpc_stream_start_send_locked(grpc_stream *s)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    s->send_buf = s->ring[s->ring_head];
+    s->ring_head = (s->ring_head + 1) % s->ring_cap;
+    s->ring_n--;
+    op.op                            = GRPC_OP_SEND_MESSAGE;
+    op.data.send_message.send_message = s->send_buf;
+    if (grpc_stream_start_locked(s, &op, 1, &s->tag_send)) {
+        s->is_send_pending = true;
+    } else {
+        grpc_byte_buffer_destroy(s->send_buf);
+        s->send_buf = NULL;
+    }
+}
+
+static void
+grpc_stream_start_status_locked(grpc_stream *s)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    op.data.send_status_from_server.trailing_metadata_count = 0;
+    op.data.send_status_from_server.status =
+        s->is_failed ? s->status : GRPC_STATUS_OK;
+    op.data.send_status_from_server.status_details =
+        s->is_failed ? &s->status_details : NULL;
+    s->is_status_started = true;
+    grpc_stream_start_locked(s, &op, 1, &s->tag_status);
+}
+
+/* Moves the stream forward: send, read more, or finish. */
+static void
+grpc_stream_pump_locked(grpc_stream *s)
+{
+    bool is_dead = s->is_closed || s->is_status_started;
+
+    if (!s->is_send_pending && s->ring_n > 0 && !is_dead) {
+        grpc_stream_start_send_locked(s);
+    }
+    if (!s->is_recv_pending && !s->is_half_closed && !s->is_failed &&
+        !is_dead && s->in_flight < s->srv->opts.max_stream_in_flight &&
+        atomic_load(&s->srv->is_accepting)) {
+        grpc_stream_start_recv_locked(s);
+    }
+    if ((s->is_half_closed || s->is_failed ||
+         !atomic_load(&s->srv->is_accepting)) &&
+        s->in_flight == 0 && !s->is_send_pending && s->ring_n == 0 &&
+        !is_dead) {
+        grpc_stream_start_status_locked(s);
+    }
+}
+
+static grpc_byte_buffer *
+grpc_encode(grpc_stream *s, mi_request *req, mi_error *err)
+{
+    void      *scratch = NULL;
+    size_t     n;
+    grpc_slice slice;
+    grpc_byte_buffer *bb;
+
+    if (s->protocol == GRPC_PROTOCOL_EXTENDED) {
+        n = mi_codec_tf_response_size(req, &scratch, err);
+    } else {
+        n = mi_codec_basic_response_size(req, &scratch, err);
+    }
+    if (scratch == NULL) {
+        return NULL;
+    }
+    if (n > s->srv->opts.max_message_bytes) {
+        mi_error_set(err, MI_EINVAL,
+                     "response of %zu bytes is above the limit of %zu", n,
+                     s->srv->opts.max_message_bytes);
+        return NULL;
+    }
+    slice = grpc_slice_malloc(n);
+    if (s->protocol == GRPC_PROTOCOL_EXTENDED) {
+        mi_codec_tf_response_write(scratch, GRPC_SLICE_START_PTR(slice));
+    } else {
+        mi_codec_basic_response_write(scratch, GRPC_SLICE_START_PTR(slice));
+    }
+    bb = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    return bb;
+}
+
+/* Worker thread: the pipeline hands the request back. */
+static void
+grpc_stream_on_done(mi_request *req, void *user)
+{
+    grpc_stream      *s  = user;
+    grpc_byte_buffer *bb = NULL;
+    mi_status         rc = req->status;
+    mi_error          err;
+    bool              is_free;
+
+    err = req->err;
+    if (rc == MI_OK) {
+        bb = grpc_encode(s, req, &err);
+        if (bb == NULL) {
+            rc = err.code != MI_OK ? err.code : MI_EINTERNAL;
+        }
+    }
+    if (rc != MI_OK) {
+        char msg[MI_ERROR_MAX + 32];
+        if (strncmp(err.msg, "request", 7) == 0) {
+            snprintf(msg, sizeof(msg), "%s", err.msg);
+        } else {
+            snprintf(msg, sizeof(msg), "request id=%" PRId64 ": %s", req->id,
+                     err.msg);
+        }
+        MI_LOG_WARN("grpc", "%s", msg);
+        mi_request_destroy(req);
+        pthread_mutex_lock(&s->lock);
+        grpc_stream_fail_locked(s, rc, msg);
+    } else {
+        mi_request_destroy(req);
+        pthread_mutex_lock(&s->lock);
+        if (s->is_closed || s->is_status_started) {
+            grpc_byte_buffer_destroy(bb);
+        } else {
+            uint32_t tail = (s->ring_head + s->ring_n) % s->ring_cap;
+            MI_ASSERT(s->ring_n < s->ring_cap);
+            s->ring[tail] = bb;
+            s->ring_n++;
+        }
+    }
+    s->in_flight--;
+    grpc_stream_pump_locked(s);
+    is_free = grpc_stream_unref_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    if (is_free) {
+        grpc_stream_free(s);
+    }
+}
+
+/* Completion-queue thread: one message arrived (or the client is done). */
+static void
+grpc_stream_on_recv(grpc_stream *s, bool ok)
+{
+    grpc_byte_buffer *bb;
+    mi_request       *req = NULL;
+    mi_error          err;
+    mi_status         rc;
+    bool              is_free;
+
+    pthread_mutex_lock(&s->lock);
+    s->is_recv_pending = false;
+    bb                 = s->recv_buf;
+    s->recv_buf        = NULL;
+    if (!ok || bb == NULL) {
+        s->is_half_closed = true;
+        if (bb != NULL) {
+            grpc_byte_buffer_destroy(bb);
+        }
+        grpc_stream_pump_locked(s);
+        is_free = grpc_stream_unref_locked(s);
+        pthread_mutex_unlock(&s->lock);
+        if (is_free) {
+            grpc_stream_free(s);
+        }
+        return;
+    }
+    pthread_mutex_unlock(&s->lock);
+
+    /* Decode outside the lock: it is the per-message work of this thread. */
+    rc = mi_request_create(&req, &err);
+    if (rc == MI_OK) {
+        grpc_byte_buffer_reader reader;
+        grpc_slice              slice;
+        const mi_format        *declared =
+            mi_pipeline_input_format(s->srv->pipeline);
+
+        if (!grpc_byte_buffer_reader_init(&reader, bb)) {
+            rc = mi_error_set(&err, MI_EINVAL, "unreadable message");
+        } else {
+            slice = grpc_byte_buffer_reader_readall(&reader);
+            grpc_byte_buffer_reader_destroy(&reader);
+            if (s->protocol == GRPC_PROTOCOL_EXTENDED) {
+                rc = mi_codec_tf_decode_request(
+                    declared, GRPC_SLICE_START_PTR(slice),
+                    GRPC_SLICE_LENGTH(slice), req, &err);
+            } else {
+                rc = mi_codec_basic_decode_request(
+                    declared, GRPC_SLICE_START_PTR(slice),
+                    GRPC_SLICE_LENGTH(slice), req, &err);
+            }
+            grpc_slice_unref(slice);
+        }
+    }
+    grpc_byte_buffer_destroy(bb);
+
+    pthread_mutex_lock(&s->lock);
+    if (rc == MI_OK) {
+        s->in_flight++;
+        s->refs++; /* held by the request until on_done */
+        rc = mi_pipeline_submit(s->srv->pipeline, req, grpc_stream_on_done,
+                                s, &err);
+        if (rc != MI_OK) {
+            s->in_flight--;
+            s->refs--;
+            if (strncmp(err.msg, "request", 7) != 0) {
+                char msg[MI_ERROR_MAX];
+                snprintf(msg, sizeof(msg), "%s", err.msg);
+                mi_error_set(&err, rc, "request id=%" PRId64 ": %s",
+                             req->id, msg);
+            }
+        }
+    }
+    if (rc != MI_OK) {
+        MI_LOG_DEBUG("grpc", "%s", err.msg);
+        grpc_stream_fail_locked(s, rc, err.msg);
+        mi_request_destroy(req);
+    }
+    grpc_stream_pump_locked(s);
+    is_free = grpc_stream_unref_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    if (is_free) {
+        grpc_stream_free(s);
+    }
+}
+
+static void
+grpc_stream_on_op(grpc_stream *s, grpc_tag_kind kind)
+{
+    bool is_free;
+
+    pthread_mutex_lock(&s->lock);
+    if (kind == GRPC_TAG_SEND) {
+        s->is_send_pending = false;
+        grpc_byte_buffer_destroy(s->send_buf);
+        s->send_buf = NULL;
+    } else if (kind == GRPC_TAG_CLOSE) {
+        s->is_closed = true;
+        if (s->cancelled) {
+            MI_LOG_DEBUG("grpc", "stream cancelled by the client");
+        }
+    }
+    grpc_stream_pump_locked(s);
+    is_free = grpc_stream_unref_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    if (is_free) {
+        grpc_stream_free(s);
+    }
+}
+
+static void
+grpc_stream_open(mi_grpc_server *srv, grpc_call *call, grpc_protocol proto)
+{
+    grpc_stream *s = mi_calloc(1, sizeof(*s));
+    grpc_op      ops[2];
+    uint32_t     cap = srv->opts.max_stream_in_flight + 1;
+
+    if (s == NULL || (s->ring = mi_calloc(cap, sizeof(*s->ring))) == NULL) {
+        mi_free(s);
+        grpc_call_cancel_with_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                     "out of memory", NULL);
+        grpc_call_unref(call);
+        return;
+    }
+    s->srv            = srv;
+    s->call           = call;
+    s->protocol       = proto;
+    s->ring_cap       = cap;
+    s->status_details = grpc_empty_slice();
+    s->tag_recv       = (grpc_tag){GRPC_TAG_RECV, s};
+    s->tag_send       = (grpc_tag){GRPC_TAG_SEND, s};
+    s->tag_status     = (grpc_tag){GRPC_TAG_STATUS, s};
+    s->tag_close      = (grpc_tag){GRPC_TAG_CLOSE, s};
+    pthread_mutex_init(&s->lock, NULL);
+    atomic_fetch_add(&srv->n_streams, 1);
+
+    pthread_mutex_lock(&s->lock);
+    s->refs = 1; /* ours, until the end of this function */
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[0].data.recv_close_on_server.cancelled = &s->cancelled;
+    if (!grpc_stream_start_locked(s, ops, 1, &s->tag_close)) {
+        s->is_closed = true;
+    }
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_RECV_MESSAGE;
+    ops[1].data.recv_message.recv_message = &s->recv_buf;
+    if (!s->is_closed &&
+        grpc_stream_start_locked(s, ops, 2, &s->tag_recv)) {
+        s->is_recv_pending = true;
+    }
+    bool is_free = grpc_stream_unref_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    if (is_free) {
+        grpc_stream_free(s);
+    }
+}
+
+/* ---- Calls ---- */
+
+static void
+grpc_reject_call(grpc_call *call, const char *method)
+{
+    grpc_reject *r = mi_calloc(1, sizeof(*r));
+    grpc_op      ops[3];
+    char         msg[320];
+
+    if (r == NULL) {
+        grpc_call_cancel_with_status(call, GRPC_STATUS_UNIMPLEMENTED,
+                                     "unknown method", NULL);
+        grpc_call_unref(call);
+        return;
+    }
+    snprintf(msg, sizeof(msg), "unknown method '%s'", method);
+    r->tag     = (grpc_tag){GRPC_TAG_REJECT, r};
+    r->call    = call;
+    r->details = grpc_slice_from_copied_string(msg);
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[1].data.recv_close_on_server.cancelled = &r->cancelled;
+    ops[2].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[2].data.send_status_from_server.status = GRPC_STATUS_UNIMPLEMENTED;
+    ops[2].data.send_status_from_server.status_details = &r->details;
+    if (grpc_call_start_batch(call, ops, 3, &r->tag, NULL) != GRPC_CALL_OK) {
+        grpc_slice_unref(r->details);
+        grpc_call_unref(call);
+        mi_free(r);
+    }
+}
+
+static void
+grpc_accept_post(mi_grpc_server *srv, grpc_accept *a)
+{
+    grpc_call_details_init(&a->details);
+    grpc_metadata_array_init(&a->metadata);
+    a->call = NULL;
+    if (grpc_server_request_call(srv->server, &a->call, &a->details,
+                                 &a->metadata, srv->cq, srv->cq,
+                                 &a->tag) != GRPC_CALL_OK) {
+        MI_LOG_ERROR("grpc", "cannot request calls");
+    }
+}
+
+static void
+grpc_accept_on_call(mi_grpc_server *srv, grpc_accept *a, bool ok)
+{
+    grpc_call *call = a->call;
+    char       method[256];
+    size_t     n;
+
+    if (!ok) {
+        /* The server is shutting down: this slot is finished. */
+        grpc_call_details_destroy(&a->details);
+        grpc_metadata_array_destroy(&a->metadata);
+        return;
+    }
+    n = GRPC_SLICE_LENGTH(a->details.method);
+    if (n >= sizeof(method)) {
+        n = sizeof(method) - 1;
+    }
+    memcpy(method, GRPC_SLICE_START_PTR(a->details.method), n);
+    method[n] = '\0';
+    grpc_call_details_destroy(&a->details);
+    grpc_metadata_array_destroy(&a->metadata);
+    if (atomic_load(&srv->is_accepting)) {
+        grpc_accept_post(srv, a);
+    }
+
+    if (strcmp(method, grpc_method_extended) == 0) {
+        grpc_stream_open(srv, call, GRPC_PROTOCOL_EXTENDED);
+    } else if (strcmp(method, grpc_method_basic) == 0) {
+        grpc_stream_open(srv, call, GRPC_PROTOCOL_BASIC);
+    } else {
+        MI_LOG_DEBUG("grpc", "unknown method '%s'", method);
+        grpc_reject_call(call, method);
+    }
+}
+
+static void *
+grpc_thread_main(void *arg)
+{
+    mi_grpc_server *srv = arg;
+
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(
+            srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        grpc_tag  *tag;
+
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) {
+            break;
+        }
+        if (ev.type != GRPC_OP_COMPLETE) {
+            continue;
+        }
+        tag = ev.tag;
+        switch (tag->kind) {
+        case GRPC_TAG_NEW_CALL:
+            grpc_accept_on_call(srv, tag->owner, ev.success != 0);
+            break;
+        case GRPC_TAG_RECV:
+            grpc_stream_on_recv(tag->owner, ev.success != 0);
+            break;
+        case GRPC_TAG_SEND:
+        case GRPC_TAG_STATUS:
+        case GRPC_TAG_CLOSE:
+            grpc_stream_on_op(tag->owner, tag->kind);
+            break;
+        case GRPC_TAG_REJECT: {
+            grpc_reject *r = tag->owner;
+            grpc_slice_unref(r->details);
+            grpc_call_unref(r->call);
+            mi_free(r);
+            break;
+        }
+        case GRPC_TAG_SHUTDOWN:
+            pthread_mutex_lock(&srv->lock);
+            srv->is_shutdown_done = true;
+            pthread_cond_broadcast(&srv->cond);
+            pthread_mutex_unlock(&srv->lock);
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* ---- Server ---- */
+
+mi_status
+mi_grpc_server_create(mi_pipeline *pipeline, const mi_grpc_options *opts,
+                      mi_grpc_server **out, mi_error *err)
+{
+    mi_grpc_server          *srv;
+    grpc_server_credentials *creds;
+    grpc_arg                 args[3];
+    grpc_channel_args        chargs;
+    char                     addr[300];
+    int                      max = (int)opts->max_message_bytes;
+
+    srv = mi_calloc(1, sizeof(*srv));
+    if (srv == NULL) {
+        return mi_error_set(err, MI_ENOMEM, "grpc: out of memory");
+    }
+    srv->pipeline = pipeline;
+    srv->opts     = *opts;
+    if (srv->opts.n_threads == 0) {
+        srv->opts.n_threads = 1;
+    }
+    if (srv->opts.max_stream_in_flight == 0) {
+        srv->opts.max_stream_in_flight = 32;
+    }
+    pthread_mutex_init(&srv->lock, NULL);
+    pthread_cond_init(&srv->cond, NULL);
+    atomic_init(&srv->is_accepting, false);
+    atomic_init(&srv->n_streams, 0);
+
+    grpc_init();
+    memset(args, 0, sizeof(args));
+    args[0].type      = GRPC_ARG_INTEGER;
+    args[0].key       = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = max;
+    args[1].type      = GRPC_ARG_INTEGER;
+    args[1].key       = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    args[1].value.integer = max;
+    /* A second server on the same port must fail, not share it. */
+    args[2].type      = GRPC_ARG_INTEGER;
+    args[2].key       = (char *)GRPC_ARG_ALLOW_REUSEPORT;
+    args[2].value.integer = 0;
+    chargs.num_args = 3;
+    chargs.args     = args;
+
+    srv->server = grpc_server_create(&chargs, NULL);
+    srv->cq     = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
+    snprintf(addr, sizeof(addr), "%s:%d", opts->address, opts->port);
+    creds     = grpc_insecure_server_credentials_create();
+    srv->port = grpc_server_add_http2_port(srv->server, addr, creds);
+    grpc_server_credentials_release(creds);
+    if (srv->port == 0) {
+        mi_grpc_server_destroy(srv);
+        return mi_error_set(err, MI_EIO, "grpc: cannot listen on %s", addr);
+    }
+    *out = srv;
+    return MI_OK;
+}
+
+int
+mi_grpc_server_port(const mi_grpc_server *s)
+{
+    return s->port;
+}
+
+mi_status
+mi_grpc_server_start(mi_grpc_server *srv, mi_error *err)
+{
+    grpc_server_start(srv->server);
+    srv->is_started = true;
+    atomic_store(&srv->is_accepting, true);
+    for (int i = 0; i < GRPC_N_ACCEPT; i++) {
+        srv->accepts[i].tag = (grpc_tag){GRPC_TAG_NEW_CALL, &srv->accepts[i]};
+        grpc_accept_post(srv, &srv->accepts[i]);
+    }
+    srv->threads = mi_calloc(srv->opts.n_threads, sizeof(*srv->threads));
+    if (srv->threads == NULL) {
+        return mi_error_set(err, MI_ENOMEM, "grpc: out of memory");
+    }
+    for (uint32_t i = 0; i < srv->opts.n_threads; i++) {
+        if (pthread_create(&srv->threads[i], NULL, grpc_thread_main, srv) !=
+            0) {
+            return mi_error_set(err, MI_EINTERNAL,
+                                "grpc: cannot start thread %u", i);
+        }
+        srv->n_threads++;
+    }
+    return MI_OK;
+}
+
+void
+mi_grpc_server_shutdown(mi_grpc_server *srv, uint32_t grace_ms)
+{
+    struct timespec deadline;
+
+    if (!srv->is_started || srv->is_shut_down) {
+        return;
+    }
+    srv->is_shut_down = true;
+    srv->tag_shutdown = (grpc_tag){GRPC_TAG_SHUTDOWN, srv};
+    grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->tag_shutdown);
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += grace_ms / 1000;
+    deadline.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&srv->lock);
+    while (!srv->is_shutdown_done) {
+        if (pthread_cond_timedwait(&srv->cond, &srv->lock, &deadline) != 0) {
+            break;
+        }
+    }
+    if (!srv->is_shutdown_done) {
+        MI_LOG_WARN("grpc", "grace period over: cancelling %u open streams",
+                    atomic_load(&srv->n_streams));
+        pthread_mutex_unlock(&srv->lock);
+        atomic_store(&srv->is_accepting, false);
+        grpc_server_cancel_all_calls(srv->server);
+        pthread_mutex_lock(&srv->lock);
+        while (!srv->is_shutdown_done) {
+            pthread_cond_wait(&srv->cond, &srv->lock);
+        }
+    }
+    pthread_mutex_unlock(&srv->lock);
+    atomic_store(&srv->is_accepting, false);
+}
+
+void
+mi_grpc_server_destroy(mi_grpc_server *srv)
+{
+    if (srv == NULL) {
+        return;
+    }
+    if (srv->is_started) {
+        mi_grpc_server_shutdown(srv, 0);
+    }
+    grpc_completion_queue_shutdown(srv->cq);
+    for (uint32_t i = 0; i < srv->n_threads; i++) {
+        pthread_join(srv->threads[i], NULL);
+    }
+    if (srv->n_threads == 0) {
+        /* Never started: drain the queue here. */
+        for (;;) {
+            grpc_event ev = grpc_completion_queue_next(
+                srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+            if (ev.type == GRPC_QUEUE_SHUTDOWN) {
+                break;
+            }
+        }
+    }
+    grpc_server_destroy(srv->server);
+    grpc_completion_queue_destroy(srv->cq);
+    grpc_shutdown();
+    mi_free(srv->threads);
+    pthread_cond_destroy(&srv->cond);
+    pthread_mutex_destroy(&srv->lock);
+    mi_free(srv);
+}
