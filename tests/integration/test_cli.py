@@ -147,6 +147,15 @@ def main():
     rc, out, err = run(binary, "serve", example, "--log-level", "loud")
     expect("bad_log_level", rc, err, 2, "log level 'loud'")
 
+    rc, out, err = run(binary, "--options-markdown")
+    with open(os.path.join(args.source, "docs", "config.md")) as f:
+        doc = f.read()
+    table = doc.split("<!-- options:begin -->\n")[-1].split(
+        "<!-- options:end -->")[0]
+    case("docs_options_table_current", rc == 0 and table == out,
+         "" if table == out else "docs/config.md differs from "
+         "`modinfer --options-markdown`")
+
     rc, out, err = run(binary, "check", example)
     expect("check_example", rc, out, 0, "input", "array", "int32[9,3]",
            "pre[2] 'magnitude'", "fp64[9,4]", "lstm_input",
