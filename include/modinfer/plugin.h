@@ -79,7 +79,9 @@ typedef enum mi_dtype {
  * as the request arena it came from (or the owner its producer names).
  * Dense tensors are row-major; byte_size is the product of the shape times
  * the element size.  For MI_DTYPE_BYTES, data holds one length-prefixed
- * element after the other and byte_size is their total.
+ * element after the other and byte_size is their total.  The host aligns
+ * data it allocates or decodes to at least 16 bytes (64 for buffers of 64
+ * bytes or more), so a dense tensor's elements may be read in place.
  */
 typedef struct mi_tensor {
     char     name[MI_NAME_MAX];
@@ -225,7 +227,8 @@ typedef struct mi_host_api {
                                     bool required, size_t cap,
                                     const char **keys, const char **values,
                                     size_t *n, mi_error *err);
-    /* Formats `msg` with the JSON path of `key` into err; returns code. */
+    /* Formats `msg` with the JSON path of `key` into err; returns code.
+     * A NULL key names the params object itself. */
     mi_status (*params_error)(const mi_params *p, const char *key,
                               mi_status code, mi_error *err,
                               const char *fmt, ...)

@@ -263,6 +263,7 @@ mi_pipeline_config_parse(const char *text, const char *file,
     mi_pipeline_config *cfg;
     json_error_t        jerr;
     json_t             *inputs;
+    mi_status           rc = MI_EINVAL;
 
     cfg = mi_calloc(1, sizeof(*cfg));
     if (cfg == NULL) {
@@ -290,6 +291,12 @@ mi_pipeline_config_parse(const char *text, const char *file,
                           sizeof(cfg->version), err) != MI_OK) {
         goto fail;
     }
+    /* Free text of any length, but still a string. */
+    if (json_object_get(cfg->root, "description") != NULL &&
+        !json_is_string(json_object_get(cfg->root, "description"))) {
+        mi_error_set(err, MI_EINVAL, "description: expected a string");
+        goto fail;
+    }
     inputs = json_object_get(cfg->root, "input");
     if (inputs == NULL || !json_is_array(inputs) ||
         json_array_size(inputs) == 0 ||
@@ -312,11 +319,16 @@ mi_pipeline_config_parse(const char *text, const char *file,
             goto fail;
         }
     }
-    if (config_parse_steps(cfg->root, "pre", &cfg->pre, &cfg->n_pre, err) !=
-            MI_OK ||
-        config_parse_model(cfg->root, file, cfg, err) != MI_OK ||
-        config_parse_steps(cfg->root, "post", &cfg->post, &cfg->n_post,
-                           err) != MI_OK) {
+    /* The step lists allocate: keep their MI_ENOMEM apart from MI_EINVAL. */
+    rc = config_parse_steps(cfg->root, "pre", &cfg->pre, &cfg->n_pre, err);
+    if (rc == MI_OK) {
+        rc = config_parse_model(cfg->root, file, cfg, err);
+    }
+    if (rc == MI_OK) {
+        rc = config_parse_steps(cfg->root, "post", &cfg->post, &cfg->n_post,
+                                err);
+    }
+    if (rc != MI_OK) {
         goto fail;
     }
     *out = cfg;
@@ -325,7 +337,7 @@ mi_pipeline_config_parse(const char *text, const char *file,
 fail:
     mi_error_prefix(err, "%s", file);
     mi_pipeline_config_destroy(cfg);
-    return MI_EINVAL;
+    return rc;
 }
 
 mi_status

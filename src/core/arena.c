@@ -108,6 +108,10 @@ arena_alloc_slow(mi_arena *arena, size_t n_bytes)
     if (size > ARENA_MAX_CHUNK) {
         size = ARENA_MAX_CHUNK;
     }
+    /* The header and alignment slack must not wrap the malloc size. */
+    if (n_bytes > SIZE_MAX - ARENA_HEADER - MI_ARENA_ALIGN) {
+        return NULL;
+    }
     if (n_bytes > size / 2 - MI_ARENA_ALIGN) {
         /* A chunk of its own, linked behind the current one. */
         c = mi_malloc(ARENA_HEADER + n_bytes + MI_ARENA_ALIGN);

@@ -25,7 +25,8 @@ mi_error_set(mi_error *err, mi_status code, const char *fmt, ...)
 void
 mi_error_prefix(mi_error *err, const char *fmt, ...)
 {
-    char    buf[2 * MI_ERROR_MAX];
+    /* Up to MI_ERROR_MAX - 1 of context, ": ", then the whole old msg. */
+    char    buf[2 * MI_ERROR_MAX + 1];
     size_t  n;
     int     k;
     va_list ap;

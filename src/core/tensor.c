@@ -231,6 +231,11 @@ mi_tensor_list_check(const mi_format *declared, const mi_tensor_list *list,
             return mi_error_set(err, MI_EINVAL, "unknown input '%s'",
                                 list->tensors[i].name);
         }
+        /* A second tensor of a declared name would pass every check. */
+        if (mi_tensor_list_find(list, list->tensors[i].name) != (int)i) {
+            return mi_error_set(err, MI_EINVAL, "input '%s' appears twice",
+                                list->tensors[i].name);
+        }
         if (mi_tensor_check(&declared->tensors[k], &list->tensors[i], err) !=
             MI_OK) {
             return MI_EINVAL;

@@ -17,7 +17,7 @@
 
 /* Canonical lower-case name ("fp32"); "invalid" for unknown values. */
 const char *mi_dtype_name(mi_dtype dtype);
-/* Accepts the canonical names and common aliases (float32, float, int). */
+/* Accepts the canonical names and common aliases (float32, float, half). */
 mi_dtype mi_dtype_parse(const char *name);
 bool     mi_dtype_is_float(mi_dtype dtype);
 bool     mi_dtype_is_int(mi_dtype dtype); /* signed or unsigned integer */

@@ -26,7 +26,7 @@
 #include "plugin/registry.h"
 
 typedef struct pipeline_stage {
-    char                  label[96]; /* "pre[2] 'normalize'" */
+    char                  label[112]; /* "pre[2] 'normalize'" */
     const mi_plugin_desc *desc;
     void                 *state;
     uint32_t              n_inputs; /* 0: all */

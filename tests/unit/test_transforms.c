@@ -347,8 +347,8 @@ static void
 test_cast_float_to_int_truncates_and_saturates(void **unused)
 {
     step           s;
-    double         v[10] = {1.9,      -1.9,      127.99,  -128.99, 300.0,
-                            -300.0,   NAN,       INFINITY, -INFINITY, -0.5};
+    double         v[10]       = {1.9,   -1.9, 127.99,   -128.99,   300.0,
+                                  -300.0, NAN,  INFINITY, -INFINITY, -0.5};
     int8_t         want_i8[10] = {1, -1, 127, -128, 127, -128, 0, 127, -128, 0};
     uint8_t        want_u8[10] = {1, 0, 127, 0, 255, 0, 0, 255, 0, 0};
     double         big[6] = {1e30, -1e30, 9223372036854775808.0,
@@ -639,7 +639,8 @@ test_scale_per_column_fp32(void **unused)
 
     (void)unused;
     step_open(&s, mi_builtin_scale(),
-              "{\"mul\": [0.1, 10, -1], \"add\": [0, 0.5, 0.3333333333333333]}");
+              "{\"mul\": [0.1, 10, -1], "
+              "\"add\": [0, 0.5, 0.3333333333333333]}");
     TENSOR(&t, "x", MI_DTYPE_FP32, v, 2, 3);
     list1(&in, &t);
     step_apply(&s, &in, &out);
@@ -1200,7 +1201,8 @@ test_rename(void **unused)
     assert_ptr_equal(out.tensors[1].data, vb);
     step_close(&s);
 
-    step_open(&s, mi_builtin_rename(), "{\"map\": {\"a\": \"b\", \"b\": \"a\"}}");
+    step_open(&s, mi_builtin_rename(),
+              "{\"map\": {\"a\": \"b\", \"b\": \"a\"}}");
     step_infer(&s, &fin, &fout);
     assert_string_equal(fout.tensors[0].name, "b");
     assert_string_equal(fout.tensors[1].name, "a");
