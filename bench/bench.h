@@ -32,8 +32,8 @@
 
 /* ---- Windows ---- */
 
-#define BENCH_WINDOW_ROWS   9 /* 2 Hz samples per request */
-#define BENCH_WINDOW_COLS   3 /* x, y, z in tag units */
+#define BENCH_WINDOW_ROWS 9 /* 2 Hz samples per request */
+#define BENCH_WINDOW_COLS 3 /* x, y, z in tag units */
 #define BENCH_WINDOW_VALUES (BENCH_WINDOW_ROWS * BENCH_WINDOW_COLS)
 
 typedef struct bench_windows {
@@ -67,18 +67,18 @@ bench_csv_field(const char **p, long *out)
 static inline mi_status
 bench_windows_load(const char *path, bench_windows *out, mi_error *err)
 {
-    FILE    *f;
-    char     line[256];
-    long     line_no = 0;
-    int32_t *samples = NULL; /* [n][3] of the current participant */
-    size_t   n_samples = 0;
-    size_t   cap_samples = 0;
-    long     participant = -1;
-    int32_t *values = NULL;
-    size_t   n_windows = 0;
-    size_t   cap_windows = 0;
-    mi_status rc = MI_OK;
-    bool     is_eof = false;
+    FILE     *f;
+    char      line[256];
+    long      line_no     = 0;
+    int32_t  *samples     = NULL; /* [n][3] of the current participant */
+    size_t    n_samples   = 0;
+    size_t    cap_samples = 0;
+    long      participant = -1;
+    int32_t  *values      = NULL;
+    size_t    n_windows   = 0;
+    size_t    cap_windows = 0;
+    mi_status rc          = MI_OK;
+    bool      is_eof      = false;
 
     f = fopen(path, "r");
     if (f == NULL) {
@@ -91,8 +91,8 @@ bench_windows_load(const char *path, bench_windows *out, mi_error *err)
 
         is_eof = fgets(line, sizeof(line), f) == NULL;
         line_no++;
-        if (!is_eof && (line_no == 1 || line[0] == '\n' ||
-                        line[0] == '\r' || line[0] == '\0')) {
+        if (!is_eof && (line_no == 1 || line[0] == '\n' || line[0] == '\r' ||
+                        line[0] == '\0')) {
             continue; /* the header, or an empty line */
         }
         is_row = !is_eof;
@@ -113,7 +113,7 @@ bench_windows_load(const char *path, bench_windows *out, mi_error *err)
         if (!is_row || v[0] != participant) {
             for (size_t k = 0; k + BENCH_WINDOW_ROWS <= n_samples; k++) {
                 if (n_windows == cap_windows) {
-                    size_t   cap = cap_windows == 0 ? 256 : cap_windows * 2;
+                    size_t   cap   = cap_windows == 0 ? 256 : cap_windows * 2;
                     int32_t *grown = mi_realloc(
                         values, cap * BENCH_WINDOW_VALUES * sizeof(*values));
                     if (grown == NULL) {
@@ -136,8 +136,8 @@ bench_windows_load(const char *path, bench_windows *out, mi_error *err)
         }
         if (n_samples == cap_samples) {
             size_t   cap = cap_samples == 0 ? 256 : cap_samples * 2;
-            int32_t *grown = mi_realloc(
-                samples, cap * BENCH_WINDOW_COLS * sizeof(*samples));
+            int32_t *grown =
+                mi_realloc(samples, cap * BENCH_WINDOW_COLS * sizeof(*samples));
             if (grown == NULL) {
                 rc = mi_error_set(err, MI_ENOMEM, "out of memory");
                 goto done;
@@ -148,9 +148,8 @@ bench_windows_load(const char *path, bench_windows *out, mi_error *err)
         for (int c = 0; c < BENCH_WINDOW_COLS; c++) {
             long x = v[2 + c];
             if (x < INT32_MIN || x > INT32_MAX) {
-                rc = mi_error_set(err, MI_EINVAL,
-                                  "%s:%ld: value out of range", path,
-                                  line_no);
+                rc = mi_error_set(err, MI_EINVAL, "%s:%ld: value out of range",
+                                  path, line_no);
                 goto done;
             }
             samples[n_samples * BENCH_WINDOW_COLS + (size_t)c] = (int32_t)x;
@@ -159,8 +158,7 @@ bench_windows_load(const char *path, bench_windows *out, mi_error *err)
     }
     if (n_windows == 0) {
         rc = mi_error_set(err, MI_EINVAL,
-                          "%s: no 9-sample window of sample_2hz=1 rows",
-                          path);
+                          "%s: no 9-sample window of sample_2hz=1 rows", path);
     }
 
 done:
@@ -192,8 +190,8 @@ bench_windows_free(bench_windows *w)
 /* ---- Latency histogram ---- */
 
 #define BENCH_HIST_SUB_BITS 7
-#define BENCH_HIST_SUB      (1u << BENCH_HIST_SUB_BITS)
-#define BENCH_HIST_BUCKETS                                                   \
+#define BENCH_HIST_SUB (1u << BENCH_HIST_SUB_BITS)
+#define BENCH_HIST_BUCKETS                                                     \
     (BENCH_HIST_SUB + (64 - BENCH_HIST_SUB_BITS) * BENCH_HIST_SUB)
 
 typedef struct bench_hist {
@@ -237,8 +235,8 @@ bench_hist_bucket(uint32_t i, uint64_t *low, uint64_t *width)
         *width = 1;
         return;
     }
-    shift  = (i - BENCH_HIST_SUB) / BENCH_HIST_SUB;
-    *low   = (uint64_t)(BENCH_HIST_SUB + (i - BENCH_HIST_SUB) % BENCH_HIST_SUB)
+    shift = (i - BENCH_HIST_SUB) / BENCH_HIST_SUB;
+    *low  = (uint64_t)(BENCH_HIST_SUB + (i - BENCH_HIST_SUB) % BENCH_HIST_SUB)
            << shift;
     *width = (uint64_t)1 << shift;
 }
@@ -316,15 +314,15 @@ bench_hist_quantile_ns(const bench_hist *h, double q)
 /* ---- Results ---- */
 
 typedef struct bench_result {
-    char     config[64];  /* "grpc streams=8 depth=1", "inprocess-model" */
-    uint32_t n_streams;   /* 0 where it does not apply */
-    uint32_t depth;
-    double   seconds;     /* length of the measured window */
-    uint64_t n_requests;  /* answered correctly within the window */
-    uint64_t n_errors;
-    uint64_t n_all;       /* answered correctly, warmup included */
-    double   cpu_s;       /* CPU time of this process over the same span */
-    bench_hist *hist;     /* borrowed */
+    char        config[64]; /* "grpc streams=8 depth=1", "inprocess-model" */
+    uint32_t    n_streams;  /* 0 where it does not apply */
+    uint32_t    depth;
+    double      seconds;    /* length of the measured window */
+    uint64_t    n_requests; /* answered correctly within the window */
+    uint64_t    n_errors;
+    uint64_t    n_all; /* answered correctly, warmup included */
+    double      cpu_s; /* CPU time of this process over the same span */
+    bench_hist *hist;  /* borrowed */
 } bench_result;
 
 static inline double
@@ -356,8 +354,9 @@ bench_result_print(const bench_result *r, FILE *out)
             bench_us(bench_hist_quantile_ns(h, 0.999)), bench_us(h->max_ns),
             h->n > 0 ? bench_us(h->sum_ns / h->n) : 0.0);
     if (r->n_all > 0) {
-        fprintf(out, "  cpu: %.3f s for %llu requests (warmup included) = "
-                     "%.2f us/request\n",
+        fprintf(out,
+                "  cpu: %.3f s for %llu requests (warmup included) = "
+                "%.2f us/request\n",
                 r->cpu_s, (unsigned long long)r->n_all,
                 r->cpu_s * 1e6 / (double)r->n_all);
     }
@@ -368,8 +367,7 @@ bench_result_print(const bench_result *r, FILE *out)
  * or empty.  MI_EIO when it cannot be written.
  */
 static inline mi_status
-bench_result_append_csv(const bench_result *r, const char *path,
-                        mi_error *err)
+bench_result_append_csv(const bench_result *r, const char *path, mi_error *err)
 {
     const bench_hist *h = r->hist;
     FILE             *f = fopen(path, "a");
@@ -387,9 +385,8 @@ bench_result_append_csv(const bench_result *r, const char *path,
             "%s,%u,%u,%.3f,%llu,%llu,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,"
             "%llu,%.3f\n",
             r->config, r->n_streams, r->depth, r->seconds,
-            (unsigned long long)r->n_requests,
-            (unsigned long long)r->n_errors, bench_result_rate(r),
-            bench_us(bench_hist_quantile_ns(h, 0.50)),
+            (unsigned long long)r->n_requests, (unsigned long long)r->n_errors,
+            bench_result_rate(r), bench_us(bench_hist_quantile_ns(h, 0.50)),
             bench_us(bench_hist_quantile_ns(h, 0.90)),
             bench_us(bench_hist_quantile_ns(h, 0.99)),
             bench_us(bench_hist_quantile_ns(h, 0.999)), bench_us(h->max_ns),

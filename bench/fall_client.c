@@ -54,15 +54,15 @@
 #define BENCH_STREAM_CSV "stream.csv"
 #endif
 
-#define CLIENT_MAX_THREADS   16
-#define CLIENT_MAX_STREAMS   4096
-#define CLIENT_MAX_DEPTH     1024
-#define CLIENT_MAX_CHANNELS  64
-#define CLIENT_POLL_NS       100000000ull   /* completion-queue wake-up */
-#define CLIENT_DRAIN_NS      10000000000ull /* then open calls are cancelled */
-#define CLIENT_ID_PREFIX_MAX 6              /* tag byte + 5-byte varint */
-#define CLIENT_RECV_INLINE   4096           /* responses parsed off stack */
-#define CLIENT_ERRORS_SHOWN  5              /* per thread, on stderr */
+#define CLIENT_MAX_THREADS 16
+#define CLIENT_MAX_STREAMS 4096
+#define CLIENT_MAX_DEPTH 1024
+#define CLIENT_MAX_CHANNELS 64
+#define CLIENT_POLL_NS 100000000ull    /* completion-queue wake-up */
+#define CLIENT_DRAIN_NS 10000000000ull /* then open calls are cancelled */
+#define CLIENT_ID_PREFIX_MAX 6         /* tag byte + 5-byte varint */
+#define CLIENT_RECV_INLINE 4096        /* responses parsed off stack */
+#define CLIENT_ERRORS_SHOWN 5          /* per thread, on stderr */
 
 static const char client_method[] =
     "/extended_inference.ExtendedInferenceService/predict";
@@ -109,45 +109,45 @@ typedef struct client_slot {
 } client_slot;
 
 struct client_stream {
-    client_thread       *thr;
-    grpc_call           *call;
-    uint32_t             index;
-    client_tag           tag_send;
-    client_tag           tag_recv;
-    client_tag           tag_close;
-    client_tag           tag_status;
+    client_thread *thr;
+    grpc_call     *call;
+    uint32_t       index;
+    client_tag     tag_send;
+    client_tag     tag_recv;
+    client_tag     tag_close;
+    client_tag     tag_status;
 
-    client_slot         *slots; /* depth of them */
-    uint32_t            *fifo;  /* slots waiting for the send slot */
-    uint32_t             fifo_head;
-    uint32_t             fifo_n;
-    uint32_t             n_outstanding;
-    uint32_t             next_window;
+    client_slot *slots; /* depth of them */
+    uint32_t    *fifo;  /* slots waiting for the send slot */
+    uint32_t     fifo_head;
+    uint32_t     fifo_n;
+    uint32_t     n_outstanding;
+    uint32_t     next_window;
 
-    grpc_byte_buffer    *send_buf;
-    grpc_byte_buffer    *recv_buf;
-    grpc_metadata_array  md_initial;
-    grpc_metadata_array  md_trailing;
-    grpc_status_code     status;
-    grpc_slice           status_details;
-    const char          *error_string;
+    grpc_byte_buffer   *send_buf;
+    grpc_byte_buffer   *recv_buf;
+    grpc_metadata_array md_initial;
+    grpc_metadata_array md_trailing;
+    grpc_status_code    status;
+    grpc_slice          status_details;
+    const char         *error_string;
 
-    uint32_t             n_ops; /* batches started and not completed */
-    bool                 has_sent_metadata;
-    bool                 has_recv_metadata;
-    bool                 is_send_pending;
-    bool                 is_recv_pending;
-    bool                 is_close_sent;
-    bool                 is_broken;
-    bool                 is_cancelled;
+    uint32_t n_ops; /* batches started and not completed */
+    bool     has_sent_metadata;
+    bool     has_recv_metadata;
+    bool     is_send_pending;
+    bool     is_recv_pending;
+    bool     is_close_sent;
+    bool     is_broken;
+    bool     is_cancelled;
 };
 
 typedef struct client_bench {
-    client_options  opts;
-    client_body    *bodies;
-    uint32_t        n_bodies;
-    uint64_t        t_measure_ns; /* measured window: [t_measure, t_end) */
-    uint64_t        t_end_ns;
+    client_options opts;
+    client_body   *bodies;
+    uint32_t       n_bodies;
+    uint64_t       t_measure_ns; /* measured window: [t_measure, t_end) */
+    uint64_t       t_end_ns;
 } client_bench;
 
 struct client_thread {
@@ -167,8 +167,7 @@ struct client_thread {
 /* ---- Errors ---- */
 
 /* Counts n errors; the first few are also described on stderr. */
-static void
-client_error(client_thread *thr, uint64_t n, const char *fmt, ...)
+static void client_error(client_thread *thr, uint64_t n, const char *fmt, ...)
     MI_PRINTF(3, 4);
 
 static void
@@ -203,30 +202,31 @@ client_bodies_create(client_bench *b, const bench_windows *w, mi_error *err)
         Tensorflow__TensorShapeProto__Dim d1 =
             TENSORFLOW__TENSOR_SHAPE_PROTO__DIM__INIT;
         Tensorflow__TensorShapeProto__Dim *dims[2] = {&d0, &d1};
-        Tensorflow__TensorShapeProto shape = TENSORFLOW__TENSOR_SHAPE_PROTO__INIT;
-        Tensorflow__TensorProto      tensor = TENSORFLOW__TENSOR_PROTO__INIT;
+        Tensorflow__TensorShapeProto       shape =
+            TENSORFLOW__TENSOR_SHAPE_PROTO__INIT;
+        Tensorflow__TensorProto tensor = TENSORFLOW__TENSOR_PROTO__INIT;
         ExtendedInference__ExtendedInferenceRequest__InputEntry entry =
             EXTENDED_INFERENCE__EXTENDED_INFERENCE_REQUEST__INPUT_ENTRY__INIT;
-        ExtendedInference__ExtendedInferenceRequest__InputEntry *entries[1] =
-            {&entry};
+        ExtendedInference__ExtendedInferenceRequest__InputEntry *entries[1] = {
+            &entry};
         ExtendedInference__ExtendedInferenceRequest msg =
             EXTENDED_INFERENCE__EXTENDED_INFERENCE_REQUEST__INIT;
-        char    key[] = "array";
-        size_t  len;
+        char   key[] = "array";
+        size_t len;
 
-        d0.size          = BENCH_WINDOW_ROWS;
-        d1.size          = BENCH_WINDOW_COLS;
-        shape.n_dim      = 2;
-        shape.dim        = dims;
-        tensor.dtype     = TENSORFLOW__DATA_TYPE__DT_INT32;
+        d0.size             = BENCH_WINDOW_ROWS;
+        d1.size             = BENCH_WINDOW_COLS;
+        shape.n_dim         = 2;
+        shape.dim           = dims;
+        tensor.dtype        = TENSORFLOW__DATA_TYPE__DT_INT32;
         tensor.tensor_shape = &shape;
-        tensor.n_int_val = BENCH_WINDOW_VALUES;
-        tensor.int_val   = (int32_t *)(uintptr_t)bench_windows_at(w, i);
-        entry.key        = key;
-        entry.value      = &tensor;
-        msg.id           = 0; /* not encoded: each send prepends its own */
-        msg.n_input      = 1;
-        msg.input        = entries;
+        tensor.n_int_val    = BENCH_WINDOW_VALUES;
+        tensor.int_val      = (int32_t *)(uintptr_t)bench_windows_at(w, i);
+        entry.key           = key;
+        entry.value         = &tensor;
+        msg.id              = 0; /* not encoded: each send prepends its own */
+        msg.n_input         = 1;
+        msg.input           = entries;
 
         len = extended_inference__extended_inference_request__get_packed_size(
             &msg);
@@ -309,13 +309,13 @@ client_response_parse(grpc_byte_buffer *bb, int32_t *id, bool *is_valid)
         .allocator_data = NULL,
     };
     ExtendedInference__ExtendedInferenceResponse *msg;
-    grpc_byte_buffer_reader reader;
-    grpc_slice             *slice;
-    grpc_slice              all = grpc_empty_slice();
-    uint8_t                 inline_buf[CLIENT_RECV_INLINE];
-    const uint8_t          *data = inline_buf;
-    size_t                  len  = grpc_byte_buffer_length(bb);
-    size_t                  pos  = 0;
+    grpc_byte_buffer_reader                       reader;
+    grpc_slice                                   *slice;
+    grpc_slice                                    all = grpc_empty_slice();
+    uint8_t        inline_buf[CLIENT_RECV_INLINE];
+    const uint8_t *data = inline_buf;
+    size_t         len  = grpc_byte_buffer_length(bb);
+    size_t         pos  = 0;
 
     if (!grpc_byte_buffer_reader_init(&reader, bb)) {
         return false;
@@ -350,8 +350,7 @@ client_response_parse(grpc_byte_buffer *bb, int32_t *id, bool *is_valid)
             *is_valid = t->float_val[0] >= 0.0f && t->float_val[0] <= 1.0f;
         }
     }
-    extended_inference__extended_inference_response__free_unpacked(msg,
-                                                                   &alloc);
+    extended_inference__extended_inference_response__free_unpacked(msg, &alloc);
     return true;
 }
 
@@ -363,8 +362,8 @@ client_stream_start(client_stream *s, const grpc_op *ops, size_t n,
 {
     grpc_call_error e = grpc_call_start_batch(s->call, ops, n, tag, NULL);
     if (e != GRPC_CALL_OK) {
-        client_error(s->thr, 1, "stream %u: start_batch failed: %d",
-                     s->index, (int)e);
+        client_error(s->thr, 1, "stream %u: start_batch failed: %d", s->index,
+                     (int)e);
         s->is_broken = true;
         return false;
     }
@@ -417,12 +416,11 @@ client_stream_pump(client_stream *s)
         ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     }
     if (s->fifo_n > 0) {
-        uint32_t k = s->fifo[s->fifo_head];
+        uint32_t k   = s->fifo[s->fifo_head];
         s->fifo_head = (s->fifo_head + 1) % b->opts.depth;
         s->fifo_n--;
-        s->send_buf                       = client_request_buffer(b,
-                                                                  &s->slots[k]);
-        ops[n].op                         = GRPC_OP_SEND_MESSAGE;
+        s->send_buf = client_request_buffer(b, &s->slots[k]);
+        ops[n].op   = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = s->send_buf;
         if (client_stream_start(s, ops, n, &s->tag_send)) {
             s->is_send_pending   = true;
@@ -454,9 +452,9 @@ client_stream_start_recv(client_stream *s)
             &s->md_initial;
         s->has_recv_metadata = true;
     }
-    ops[n].op                         = GRPC_OP_RECV_MESSAGE;
+    ops[n].op                               = GRPC_OP_RECV_MESSAGE;
     ops[n++].data.recv_message.recv_message = &s->recv_buf;
-    s->recv_buf                       = NULL;
+    s->recv_buf                             = NULL;
     if (client_stream_start(s, ops, n, &s->tag_recv)) {
         s->is_recv_pending = true;
     }
@@ -483,10 +481,9 @@ client_stream_open(client_stream *s, grpc_channel *channel, mi_error *err)
     grpc_metadata_array_init(&s->md_initial);
     grpc_metadata_array_init(&s->md_trailing);
 
-    s->call = grpc_channel_create_call(channel, NULL, GRPC_PROPAGATE_DEFAULTS,
-                                       s->thr->cq, method, NULL,
-                                       gpr_inf_future(GPR_CLOCK_REALTIME),
-                                       NULL);
+    s->call = grpc_channel_create_call(
+        channel, NULL, GRPC_PROPAGATE_DEFAULTS, s->thr->cq, method, NULL,
+        gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (s->call == NULL) {
         return mi_error_set(err, MI_EINTERNAL, "stream %u: cannot create call",
                             s->index);
@@ -534,10 +531,10 @@ client_stream_close(client_stream *s)
 static void
 client_stream_on_recv(client_stream *s, bool ok, uint64_t now)
 {
-    client_thread      *thr = s->thr;
-    const client_bench *b   = thr->b;
-    grpc_byte_buffer   *bb  = s->recv_buf;
-    int32_t             id  = 0;
+    client_thread      *thr      = s->thr;
+    const client_bench *b        = thr->b;
+    grpc_byte_buffer   *bb       = s->recv_buf;
+    int32_t             id       = 0;
     bool                is_valid = false;
     client_slot        *slot;
     uint32_t            k;
@@ -558,22 +555,26 @@ client_stream_on_recv(client_stream *s, bool ok, uint64_t now)
     k    = id > 0 ? (uint32_t)(id - 1) % b->opts.depth : 0;
     slot = &s->slots[k];
     if (id <= 0 || slot->id != id) {
-        client_error(thr, 1, "stream %u: response id=%d answers no "
-                     "outstanding request", s->index, (int)id);
+        client_error(thr, 1,
+                     "stream %u: response id=%d answers no "
+                     "outstanding request",
+                     s->index, (int)id);
         client_stream_start_recv(s);
         return;
     }
     slot->id = 0;
     s->n_outstanding--;
-    if (is_valid) {
-        thr->n_answered++;
-    }
     if (!is_valid) {
-        client_error(thr, 1, "stream %u: response id=%d has no float32 "
-                     "'prediction' in [0, 1]", s->index, (int)id);
-    } else if (now >= b->t_measure_ns && now < b->t_end_ns) {
-        bench_hist_add(&thr->hist, now - slot->issue_ns);
-        thr->n_measured++;
+        client_error(thr, 1,
+                     "stream %u: response id=%d has no float32 "
+                     "'prediction' in [0, 1]",
+                     s->index, (int)id);
+    } else {
+        thr->n_answered++;
+        if (now >= b->t_measure_ns && now < b->t_end_ns) {
+            bench_hist_add(&thr->hist, now - slot->issue_ns);
+            thr->n_measured++;
+        }
     }
     if (now < b->t_end_ns) {
         client_stream_issue(s, k);
@@ -592,7 +593,7 @@ client_stream_account(client_stream *s)
     client_thread *thr = s->thr;
 
     if (s->status != GRPC_STATUS_OK) {
-        char details[256];
+        char   details[256];
         size_t n = GRPC_SLICE_LENGTH(s->status_details);
         if (n >= sizeof(details)) {
             n = sizeof(details) - 1;
@@ -602,12 +603,12 @@ client_stream_account(client_stream *s)
         /* The stream and every request it still had are lost. */
         client_error(thr, s->n_outstanding > 0 ? s->n_outstanding : 1,
                      "stream %u ended with status %d '%s' and %u requests "
-                     "unanswered", s->index, (int)s->status, details,
-                     s->n_outstanding);
+                     "unanswered",
+                     s->index, (int)s->status, details, s->n_outstanding);
     } else if (s->n_outstanding > 0) {
         client_error(thr, s->n_outstanding,
-                     "stream %u ended with %u requests unanswered",
-                     s->index, s->n_outstanding);
+                     "stream %u ended with %u requests unanswered", s->index,
+                     s->n_outstanding);
     }
     s->n_outstanding = 0;
     s->fifo_n        = 0;
@@ -667,8 +668,7 @@ client_thread_main(void *arg)
             break;
         }
         /* Streams that went quiet after the end get cancelled. */
-        if (!is_cancel &&
-            mi_clock_ns() > thr->b->t_end_ns + CLIENT_DRAIN_NS) {
+        if (!is_cancel && mi_clock_ns() > thr->b->t_end_ns + CLIENT_DRAIN_NS) {
             is_cancel = true;
             for (uint32_t i = 0; i < thr->n_streams; i++) {
                 client_stream *s = &thr->streams[i];
@@ -729,8 +729,10 @@ client_options_parse(client_options *o, int argc, char **argv, mi_error *err)
             exit(0);
         }
         if (val == NULL) {
-            return mi_error_set(err, MI_EINVAL, "%s: needs a value (see "
-                                "--help)", flag);
+            return mi_error_set(err, MI_EINVAL,
+                                "%s: needs a value (see "
+                                "--help)",
+                                flag);
         }
         i++;
         if (strcmp(flag, "--target") == 0) {
@@ -745,8 +747,8 @@ client_options_parse(client_options *o, int argc, char **argv, mi_error *err)
             rc = bench_parse_u32(flag, val, 1, CLIENT_MAX_STREAMS,
                                  &o->n_streams, err);
         } else if (strcmp(flag, "--depth") == 0) {
-            rc = bench_parse_u32(flag, val, 1, CLIENT_MAX_DEPTH, &o->depth,
-                                 err);
+            rc =
+                bench_parse_u32(flag, val, 1, CLIENT_MAX_DEPTH, &o->depth, err);
         } else if (strcmp(flag, "--threads") == 0) {
             rc = bench_parse_u32(flag, val, 1, CLIENT_MAX_THREADS,
                                  &o->n_threads, err);
@@ -754,11 +756,9 @@ client_options_parse(client_options *o, int argc, char **argv, mi_error *err)
             rc = bench_parse_u32(flag, val, 1, CLIENT_MAX_CHANNELS,
                                  &o->n_channels, err);
         } else if (strcmp(flag, "--seconds") == 0) {
-            rc = bench_parse_seconds(flag, val, 0.1, 86400.0, &o->seconds,
-                                     err);
+            rc = bench_parse_seconds(flag, val, 0.1, 86400.0, &o->seconds, err);
         } else if (strcmp(flag, "--warmup") == 0) {
-            rc = bench_parse_seconds(flag, val, 0.0, 86400.0, &o->warmup,
-                                     err);
+            rc = bench_parse_seconds(flag, val, 0.0, 86400.0, &o->warmup, err);
         } else {
             return mi_error_set(err, MI_EINVAL,
                                 "unknown option '%s' (see --help)", flag);
@@ -794,7 +794,7 @@ client_channel_create(const client_options *o)
     args[1].value.integer = 1;
     chargs.num_args       = o->n_channels > 1 ? 2 : 1;
     chargs.args           = args;
-    ch = grpc_channel_create(o->target, creds, &chargs);
+    ch                    = grpc_channel_create(o->target, creds, &chargs);
     grpc_channel_credentials_release(creds);
     return ch;
 }
@@ -803,12 +803,12 @@ int
 main(int argc, char **argv)
 {
     client_bench   b;
-    bench_windows  windows = {0};
-    client_thread *threads = NULL;
+    bench_windows  windows  = {0};
+    client_thread *threads  = NULL;
     grpc_channel **channels = NULL;
-    bench_hist    *hist = NULL;
+    bench_hist    *hist     = NULL;
     bench_result   result;
-    uint64_t       n_errors = 0;
+    uint64_t       n_errors   = 0;
     uint64_t       n_measured = 0;
     uint64_t       n_answered = 0;
     double         cpu_start  = 0.0;
@@ -933,8 +933,7 @@ shutdown:
         if (threads[t].cq != NULL) {
             grpc_completion_queue_shutdown(threads[t].cq);
             while (grpc_completion_queue_next(
-                       threads[t].cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-                       NULL)
+                       threads[t].cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
                        .type != GRPC_QUEUE_SHUTDOWN) {
             }
             grpc_completion_queue_destroy(threads[t].cq);

@@ -46,7 +46,8 @@
 #define BENCH_PIPELINE "examples/fall-detection/pipeline.json"
 #endif
 
-#define INPROC_FEATURES  4     /* x, y, z, magnitude */
+#define INPROC_FEATURES 4 /* x, y, z, magnitude */
+#define INPROC_INPUT_VALUES (BENCH_WINDOW_ROWS * INPROC_FEATURES)
 #define INPROC_TOLERANCE 1e-5f /* model-only vs pipeline output */
 
 typedef struct inproc_options {
@@ -75,7 +76,7 @@ typedef struct inproc_model {
     OrtEnv        *env;
     OrtSession    *session;
     OrtMemoryInfo *mem_info;
-    char          *input_name;  /* from the session's allocator */
+    char          *input_name; /* from the session's allocator */
     char          *output_name;
     OrtAllocator  *alloc;
 } inproc_model;
@@ -136,8 +137,7 @@ inproc_prep_read(const mi_pipeline_config *cfg, inproc_prep *prep,
     bool has_scale     = false;
     bool has_normalize = false;
 
-    snprintf(prep->model_path, sizeof(prep->model_path), "%s",
-             cfg->model_path);
+    snprintf(prep->model_path, sizeof(prep->model_path), "%s", cfg->model_path);
     prep->intra_op_threads =
         inproc_json_threads(cfg->model_params, "intra_op_threads");
     prep->inter_op_threads =
@@ -147,12 +147,12 @@ inproc_prep_read(const mi_pipeline_config *cfg, inproc_prep *prep,
         mi_status             rc = MI_OK;
 
         if (strcmp(sc->step, "scale") == 0) {
-            rc        = inproc_json_numbers(sc->params, "mul", sc->where,
-                                            &prep->mul, 1, err);
+            rc = inproc_json_numbers(sc->params, "mul", sc->where, &prep->mul,
+                                     1, err);
             has_scale = true;
         } else if (strcmp(sc->step, "normalize") == 0) {
-            rc = inproc_json_numbers(sc->params, "mean", sc->where,
-                                     prep->mean, INPROC_FEATURES, err);
+            rc = inproc_json_numbers(sc->params, "mean", sc->where, prep->mean,
+                                     INPROC_FEATURES, err);
             if (rc == MI_OK) {
                 rc = inproc_json_numbers(sc->params, "std", sc->where,
                                          prep->std, INPROC_FEATURES, err);
@@ -166,7 +166,8 @@ inproc_prep_read(const mi_pipeline_config *cfg, inproc_prep *prep,
     if (!has_scale || !has_normalize) {
         return mi_error_set(err, MI_EINVAL,
                             "%s: expected the fall-detection steps 'scale' "
-                            "and 'normalize' in pre", cfg->file);
+                            "and 'normalize' in pre",
+                            cfg->file);
     }
     return MI_OK;
 }
@@ -213,12 +214,11 @@ inproc_pipeline_once(mi_pipeline *p, const int32_t *window, int64_t id,
     t->shape[0] = BENCH_WINDOW_ROWS;
     t->shape[1] = BENCH_WINDOW_COLS;
     /* Read only, like the wire buffer the codec points into. */
-    t->data      = (void *)(uintptr_t)window;
-    t->byte_size = BENCH_WINDOW_VALUES * sizeof(int32_t);
+    t->data               = (void *)(uintptr_t)window;
+    t->byte_size          = BENCH_WINDOW_VALUES * sizeof(int32_t);
     req->inputs.n_tensors = 1;
 
-    rc = mi_tensor_list_check(mi_pipeline_input_format(p), &req->inputs,
-                              err);
+    rc = mi_tensor_list_check(mi_pipeline_input_format(p), &req->inputs, err);
     if (rc == MI_OK) {
         rc = mi_pipeline_run(p, 0, req, err);
     }
@@ -228,7 +228,8 @@ inproc_pipeline_once(mi_pipeline *p, const int32_t *window, int64_t id,
             req->outputs.tensors[k].byte_size != sizeof(float)) {
             rc = mi_error_set(err, MI_EINTERNAL,
                               "request id=%" PRId64 ": no float32 "
-                              "'prediction' in the outputs", id);
+                              "'prediction' in the outputs",
+                              id);
         } else {
             memcpy(out, req->outputs.tensors[k].data, sizeof(float));
         }
@@ -313,12 +314,11 @@ inproc_model_load(const inproc_prep *prep, inproc_model *m, mi_error *err)
         st = api->GetAllocatorWithDefaultOptions(&m->alloc);
     }
     if (st == NULL) {
-        st = api->SessionGetInputName(m->session, 0, m->alloc,
-                                      &m->input_name);
+        st = api->SessionGetInputName(m->session, 0, m->alloc, &m->input_name);
     }
     if (st == NULL) {
-        st = api->SessionGetOutputName(m->session, 0, m->alloc,
-                                       &m->output_name);
+        st =
+            api->SessionGetOutputName(m->session, 0, m->alloc, &m->output_name);
     }
     rc = inproc_ort_status(api, st, prep->model_path, err);
     if (so != NULL) {
@@ -358,14 +358,15 @@ inproc_model_once(inproc_model *m, float *input, float *out, mi_error *err)
     OrtValue            *in_value  = NULL;
     OrtValue            *out_value = NULL;
     void                *data      = NULL;
+    size_t               n_bytes   = INPROC_INPUT_VALUES * sizeof(float);
     OrtStatus           *st;
     mi_status            rc;
 
     in_names[0]  = m->input_name;
     out_names[0] = m->output_name;
+
     st = api->CreateTensorWithDataAsOrtValue(
-        m->mem_info, input,
-        BENCH_WINDOW_ROWS * INPROC_FEATURES * sizeof(float), shape, 3,
+        m->mem_info, input, n_bytes, shape, 3,
         ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &in_value);
     if (st == NULL) {
         st = api->Run(m->session, NULL, in_names,
@@ -396,12 +397,12 @@ typedef enum inproc_path {
 } inproc_path;
 
 typedef struct inproc_run {
-    inproc_path    path;
-    mi_pipeline   *pipeline;
-    inproc_model  *model;
+    inproc_path          path;
+    mi_pipeline         *pipeline;
+    inproc_model        *model;
     const bench_windows *windows;
-    float         *inputs; /* n_windows x [1,9,4] for the model path */
-    inproc_stages  stages;
+    float               *inputs; /* n_windows x [1,9,4] for the model path */
+    inproc_stages        stages;
 } inproc_run;
 
 static mi_status
@@ -412,13 +413,11 @@ inproc_run_once(inproc_run *run, size_t w, int64_t id, bool is_measured,
 
     if (run->path == INPROC_PATH_PIPELINE) {
         return inproc_pipeline_once(run->pipeline,
-                                    bench_windows_at(run->windows, w), id,
-                                    &out, is_measured ? &run->stages : NULL,
-                                    err);
+                                    bench_windows_at(run->windows, w), id, &out,
+                                    is_measured ? &run->stages : NULL, err);
     }
-    return inproc_model_once(
-        run->model, &run->inputs[w * BENCH_WINDOW_ROWS * INPROC_FEATURES],
-        &out, err);
+    return inproc_model_once(run->model, &run->inputs[w * INPROC_INPUT_VALUES],
+                             &out, err);
 }
 
 /*
@@ -516,18 +515,17 @@ inproc_options_parse(inproc_options *o, int argc, char **argv, mi_error *err)
         } else if (strcmp(flag, "--csv") == 0) {
             o->csv = val;
         } else if (strcmp(flag, "--seconds") == 0) {
-            rc = bench_parse_seconds(flag, val, 0.1, 86400.0, &o->seconds,
-                                     err);
+            rc = bench_parse_seconds(flag, val, 0.1, 86400.0, &o->seconds, err);
         } else if (strcmp(flag, "--warmup") == 0) {
-            rc = bench_parse_seconds(flag, val, 0.0, 86400.0, &o->warmup,
-                                     err);
+            rc = bench_parse_seconds(flag, val, 0.0, 86400.0, &o->warmup, err);
         } else if (strcmp(flag, "--only") == 0) {
             o->do_pipeline = strcmp(val, "pipeline") == 0;
             o->do_model    = strcmp(val, "model") == 0;
             if (!o->do_pipeline && !o->do_model) {
                 rc = mi_error_set(err, MI_EINVAL,
                                   "--only: expected 'pipeline' or 'model', "
-                                  "got '%s'", val);
+                                  "got '%s'",
+                                  val);
             }
         } else {
             return mi_error_set(err, MI_EINVAL,
@@ -554,14 +552,12 @@ inproc_cross_check(inproc_run *pr, inproc_run *mr, float *max_diff,
     for (size_t w = 0; w < pr->windows->n_windows; w++) {
         float     a;
         float     b;
-        mi_status rc = inproc_pipeline_once(
-            pr->pipeline, bench_windows_at(pr->windows, w), (int64_t)w + 1,
-            &a, NULL, err);
+        mi_status rc =
+            inproc_pipeline_once(pr->pipeline, bench_windows_at(pr->windows, w),
+                                 (int64_t)w + 1, &a, NULL, err);
         if (rc == MI_OK) {
             rc = inproc_model_once(
-                mr->model,
-                &mr->inputs[w * BENCH_WINDOW_ROWS * INPROC_FEATURES], &b,
-                err);
+                mr->model, &mr->inputs[w * INPROC_INPUT_VALUES], &b, err);
         }
         if (rc != MI_OK) {
             return rc;
@@ -582,8 +578,7 @@ inproc_report(const inproc_options *o, bench_result *r, const char *note)
     if (note != NULL) {
         printf("  %s\n", note);
     }
-    if (o->csv != NULL &&
-        bench_result_append_csv(r, o->csv, &err) != MI_OK) {
+    if (o->csv != NULL && bench_result_append_csv(r, o->csv, &err) != MI_OK) {
         fprintf(stderr, "mi-bench-fall-inprocess: %s\n", err.msg);
         return 1;
     }
@@ -595,7 +590,7 @@ main(int argc, char **argv)
 {
     inproc_options      o;
     inproc_prep         prep;
-    bench_windows       windows = {0};
+    bench_windows       windows  = {0};
     mi_pipeline_config *cfg      = NULL;
     mi_pipeline        *pipeline = NULL;
     mi_pipeline_options popts;
@@ -631,16 +626,16 @@ main(int argc, char **argv)
     if (inproc_model_load(&prep, &model, &err) != MI_OK) {
         goto fail;
     }
-    inputs = mi_calloc(windows.n_windows * BENCH_WINDOW_ROWS * INPROC_FEATURES,
-                       sizeof(*inputs));
-    hist   = mi_malloc(sizeof(*hist));
+    inputs =
+        mi_calloc(windows.n_windows * INPROC_INPUT_VALUES, sizeof(*inputs));
+    hist = mi_malloc(sizeof(*hist));
     if (inputs == NULL || hist == NULL) {
         mi_error_set(&err, MI_ENOMEM, "out of memory");
         goto fail;
     }
     for (size_t w = 0; w < windows.n_windows; w++) {
         inproc_prep_window(&prep, bench_windows_at(&windows, w),
-                           &inputs[w * BENCH_WINDOW_ROWS * INPROC_FEATURES]);
+                           &inputs[w * INPROC_INPUT_VALUES]);
     }
     memset(&pr, 0, sizeof(pr));
     pr.path     = INPROC_PATH_PIPELINE;
@@ -659,12 +654,14 @@ main(int argc, char **argv)
            mi_pipeline_name(pipeline), mi_pipeline_version(pipeline),
            prep.model_path, windows.n_windows, o.warmup);
     printf("  check: model-only and pipeline outputs agree on every window "
-           "(max diff %.2g)\n", (double)max_diff);
+           "(max diff %.2g)\n",
+           (double)max_diff);
     if (max_diff > INPROC_TOLERANCE) {
         mi_error_set(&err, MI_EINTERNAL,
                      "model-only and pipeline outputs differ by %g: the "
                      "model-only inputs no longer match the pipeline's "
-                     "preprocessing", (double)max_diff);
+                     "preprocessing",
+                     (double)max_diff);
         goto fail;
     }
 
@@ -683,7 +680,7 @@ main(int argc, char **argv)
             goto fail;
         }
         if (pr.stages.n > 0) {
-            double n = (double)pr.stages.n;
+            double n     = (double)pr.stages.n;
             double total = (double)hist->sum_ns / (double)hist->n;
             double pre   = (double)pr.stages.pre_ns / n;
             double infer = (double)pr.stages.infer_ns / n;

@@ -43,7 +43,10 @@ while [ $# -gt 0 ]; do
     --depth) DEPTH=$2; shift 2 ;;
     --build-dir) BUILD_DIR=$(realpath -m "$2"); shift 2 ;;
     --no-build) DO_BUILD=0; shift ;;
-    -h | --help) sed -n '4,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -h | --help)
+        sed -n '4,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        exit 0
+        ;;
     *) echo "run_fall.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "pipeline/pipeline.h"
 #include "server/grpc.h"
+#include "server/server.h"
 
 #define MI_VERSION_STRING "0.1.0"
 
@@ -75,6 +76,7 @@ main_serve(const char *path, const mi_server_options *opts)
 {
     mi_pipeline    *p   = NULL;
     mi_grpc_server *srv = NULL;
+    mi_server       ctx;
     mi_grpc_options gopts;
     mi_error        err;
     sigset_t        set;
@@ -102,7 +104,9 @@ main_serve(const char *path, const mi_server_options *opts)
     gopts.n_threads            = (uint32_t)opts->grpc_threads;
     gopts.max_message_bytes    = (size_t)opts->max_message_bytes;
     gopts.max_stream_in_flight = (uint32_t)opts->stream_in_flight;
-    if (mi_grpc_server_create(p, &gopts, &srv, &err) != MI_OK ||
+    ctx.pipeline = p;
+    atomic_init(&ctx.is_ready, false);
+    if (mi_grpc_server_create(&ctx, &gopts, &srv, &err) != MI_OK ||
         mi_grpc_server_start(srv, &err) != MI_OK) {
         MI_LOG_ERROR("main", "%s", err.msg);
         mi_grpc_server_destroy(srv);
@@ -111,11 +115,13 @@ main_serve(const char *path, const mi_server_options *opts)
     }
     MI_LOG_INFO("server", "grpc listening on %s:%d", opts->address,
                 mi_grpc_server_port(srv));
+    atomic_store(&ctx.is_ready, true);
 
     sigwait(&set, &sig);
     MI_LOG_INFO("server", "%s: stopping (grace %lld ms)",
                 sig == SIGINT ? "SIGINT" : "SIGTERM",
                 (long long)opts->grace_ms);
+    atomic_store(&ctx.is_ready, false);
     mi_grpc_server_shutdown(srv, (uint32_t)opts->grace_ms);
     mi_pipeline_stop(p);
     mi_grpc_server_destroy(srv);

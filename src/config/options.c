@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "core/str.h"
 
 typedef enum options_type { OPTIONS_INT, OPTIONS_STR } options_type;
@@ -35,6 +37,11 @@ static const options_decl options_table[] = {
             "address the listeners bind to"),
     OPT_INT("grpc-port", "MI_GRPC_PORT", grpc_port, "50051", 0, 65535,
             "gRPC port (0 picks a free one and logs it)"),
+    OPT_INT("http-port", "MI_HTTP_PORT", http_port, "8000", 0, 65535,
+            "HTTP port for the Open Inference Protocol and /metrics (0 picks "
+            "a free one and logs it)"),
+    OPT_INT("http-threads", "MI_HTTP_THREADS", http_threads, "2", 1, 64,
+            "HTTP threads (parse, submit, respond)"),
     OPT_INT("workers", "MI_WORKERS", workers, "0", 0, 1024,
             "worker threads running pipelines (0: one per core)"),
     OPT_INT("grpc-threads", "MI_GRPC_THREADS", grpc_threads, "1", 1, 64,
@@ -51,6 +58,8 @@ static const options_decl options_table[] = {
             "on SIGTERM/SIGINT, time open streams get to finish"),
     OPT_STR("log-level", "MI_LOG_LEVEL", log_level, "info",
             "error, warn, info or debug"),
+    OPT_STR("config", "MI_CONFIG", config, "",
+            "server config file: a JSON object of these options"),
 };
 
 #define OPTIONS_N (sizeof(options_table) / sizeof(options_table[0]))
@@ -89,11 +98,96 @@ mi_options_init(mi_server_options *opts)
     }
 }
 
+/* Finds an option by name; '_' and '-' are the same. */
+static const options_decl *
+options_find(const char *name, size_t len)
+{
+    for (size_t k = 0; k < OPTIONS_N; k++) {
+        const char *o = options_table[k].name;
+        size_t      i = 0;
+        if (strlen(o) != len) {
+            continue;
+        }
+        while (i < len && (o[i] == name[i] ||
+                           (o[i] == '-' && name[i] == '_'))) {
+            i++;
+        }
+        if (i == len) {
+            return &options_table[k];
+        }
+    }
+    return NULL;
+}
+
+/* Applies a server config file: {"grpc_port": 50051, "address": "..."}. */
+static mi_status
+options_load_file(mi_server_options *opts, const char *path, mi_error *err)
+{
+    json_error_t jerr;
+    json_t      *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    const char  *key;
+    json_t      *value;
+    mi_status    rc = MI_OK;
+
+    if (root == NULL) {
+        return mi_error_set(err, MI_EINVAL, "%s: line %d column %d: %s",
+                            path, jerr.line, jerr.column, jerr.text);
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return mi_error_set(err, MI_EINVAL, "%s: expected a JSON object",
+                            path);
+    }
+    json_object_foreach(root, key, value) {
+        const options_decl *d = options_find(key, strlen(key));
+        char                where[1200];
+        char                text[64];
+        const char         *v = text;
+
+        snprintf(where, sizeof(where), "%s: %s", path, key);
+        if (d == NULL || strcmp(d->name, "config") == 0) {
+            rc = mi_error_set(err, MI_EINVAL, "%s: unknown option (see "
+                              "--help)", where);
+            break;
+        }
+        if (d->type == OPTIONS_INT && json_is_integer(value)) {
+            snprintf(text, sizeof(text), "%lld",
+                     (long long)json_integer_value(value));
+        } else if (d->type == OPTIONS_STR && json_is_string(value)) {
+            v = json_string_value(value);
+        } else {
+            rc = mi_error_set(err, MI_EINVAL, "%s: expected %s", where,
+                              d->type == OPTIONS_INT ? "an integer"
+                                                     : "a string");
+            break;
+        }
+        rc = options_set(opts, d, v, where, err);
+        if (rc != MI_OK) {
+            break;
+        }
+    }
+    json_decref(root);
+    return rc;
+}
+
 mi_status
 mi_options_parse(mi_server_options *opts, int argc, char **argv, int first,
                  const char **pos, int max_pos, int *n_pos, mi_error *err)
 {
+    const char *file = getenv("MI_CONFIG");
+
     *n_pos = 0;
+    for (int i = first; i < argc; i++) {
+        if (strncmp(argv[i], "--config=", 9) == 0) {
+            file = argv[i] + 9;
+        } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            file = argv[i + 1];
+        }
+    }
+    if (file != NULL && file[0] != '\0' &&
+        options_load_file(opts, file, err) != MI_OK) {
+        return MI_EINVAL;
+    }
     for (size_t i = 0; i < OPTIONS_N; i++) {
         const char *v = getenv(options_table[i].env);
         if (v != NULL &&
@@ -120,12 +214,7 @@ mi_options_parse(mi_server_options *opts, int argc, char **argv, int first,
         }
         eq  = strchr(arg + 2, '=');
         len = eq != NULL ? (size_t)(eq - arg - 2) : strlen(arg + 2);
-        for (size_t k = 0; k < OPTIONS_N; k++) {
-            if (strlen(options_table[k].name) == len &&
-                strncmp(options_table[k].name, arg + 2, len) == 0) {
-                d = &options_table[k];
-            }
-        }
+        d   = options_find(arg + 2, len);
         if (d == NULL) {
             return mi_error_set(err, MI_EINVAL,
                                 "unknown option '%.*s' (see --help)",

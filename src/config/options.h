@@ -2,8 +2,9 @@
 /*
  * Server options.  One table declares every option once (name, environment
  * variable, type, default, range, help); it drives the parser, `--help` and
- * docs/config.md.  Precedence, lowest first: default, environment
- * (MI_<NAME>), command-line flag.  Options are immutable after start.
+ * docs/config.md.  Precedence, lowest first: default, server config file
+ * (--config, a JSON object of option names), environment (MI_<NAME>),
+ * command-line flag.  Options are immutable after start.
  */
 #ifndef MI_CONFIG_OPTIONS_H
 #define MI_CONFIG_OPTIONS_H
@@ -16,6 +17,8 @@
 typedef struct mi_server_options {
     char    address[256];
     int64_t grpc_port;
+    int64_t http_port;
+    int64_t http_threads;
     int64_t workers;
     int64_t grpc_threads;
     int64_t queue_capacity;
@@ -23,13 +26,15 @@ typedef struct mi_server_options {
     int64_t max_message_bytes;
     int64_t grace_ms;
     char    log_level[16];
+    char    config[1024];
 } mi_server_options;
 
 /* Fills every option with its default. */
 void mi_options_init(mi_server_options *opts);
 
 /*
- * Applies MI_* environment variables, then the flags of argv (from index
+ * Applies the server config file named by --config or MI_CONFIG (if any),
+ * the MI_* environment variables, then the flags of argv (from index
  * `first`); positional arguments are collected into pos[] (at most
  * max_pos).  MI_EINVAL names the flag or variable and the expected form.
  */

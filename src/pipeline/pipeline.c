@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/str.h"
 #include "core/tensor.h"
+#include "metrics/metrics.h"
 #include "pipeline/queue.h"
 #include "plugin/host.h"
 #include "plugin/registry.h"
@@ -59,6 +60,7 @@ struct mi_pipeline {
     mi_format             input;     /* declared */
     mi_format             output;    /* after postprocessing */
 
+    mi_model_metrics     *metrics; /* owned */
     mi_queue              queue;
     bool                  has_queue;
     pipeline_worker      *workers;
@@ -357,6 +359,7 @@ mi_pipeline_create(mi_pipeline_config *cfg, const mi_pipeline_options *opts,
     mi_pipeline *p;
     mi_format    fmt;
     char         from[128];
+    uint64_t     t_start;
     mi_status    rc;
 
     p = mi_calloc(1, sizeof(*p));
@@ -376,6 +379,11 @@ mi_pipeline_create(mi_pipeline_config *cfg, const mi_pipeline_options *opts,
     }
     atomic_init(&p->is_stopped, false);
     p->input = cfg->input;
+    t_start  = mi_clock_ns();
+    rc = mi_model_metrics_create(cfg->name, cfg->version, &p->metrics, err);
+    if (rc != MI_OK) {
+        goto fail;
+    }
 
     rc = pipeline_stages_create(p, cfg->pre, cfg->n_pre, &p->pre, err);
     p->n_pre = cfg->n_pre;
@@ -411,7 +419,9 @@ mi_pipeline_create(mi_pipeline_config *cfg, const mi_pipeline_options *opts,
         goto fail;
     }
     p->output = fmt;
-    *out      = p;
+    mi_metrics_set_load_seconds(p->metrics,
+                                (double)(mi_clock_ns() - t_start) / 1e9);
+    *out = p;
     return MI_OK;
 
 fail:
@@ -565,6 +575,12 @@ mi_pipeline_run(mi_pipeline *p, uint32_t worker, mi_request *req,
     return pipeline_run_request(p, instance, req, err);
 }
 
+static size_t
+pipeline_queue_depth(void *arg)
+{
+    return mi_pipeline_queue_depth(arg);
+}
+
 static void *
 pipeline_worker_main(void *arg)
 {
@@ -575,7 +591,16 @@ pipeline_worker_main(void *arg)
     while (mi_queue_pop(&p->queue, &req, 1) == 1) {
         req->time_queue_ns = mi_clock_ns() - req->time_submit_ns;
         req->status = pipeline_run_request(p, w->instance, req, &req->err);
-        if (req->status != MI_OK) {
+        if (req->status == MI_OK) {
+            uint64_t stage_ns[MI_STAGE_COUNT] = {
+                [MI_STAGE_QUEUE] = req->time_queue_ns,
+                [MI_STAGE_PRE]   = req->time_pre_ns,
+                [MI_STAGE_INFER] = req->time_infer_ns,
+                [MI_STAGE_POST]  = req->time_post_ns,
+            };
+            mi_metrics_batch(p->metrics, 1);
+            mi_metrics_stages(p->metrics, stage_ns);
+        } else {
             req->outputs.n_tensors = 0;
         }
         req->done(req, req->done_user);
@@ -594,6 +619,7 @@ mi_pipeline_start(mi_pipeline *p, mi_error *err)
         return rc;
     }
     p->has_queue = true;
+    mi_metrics_set_queue_depth_fn(p->metrics, pipeline_queue_depth, p);
     p->workers   = mi_calloc(p->opts.n_workers, sizeof(*p->workers));
     if (p->workers == NULL) {
         return mi_error_set(err, MI_ENOMEM, "workers: out of memory");
@@ -662,6 +688,7 @@ mi_pipeline_destroy(mi_pipeline *p)
     }
     pipeline_stages_destroy(p->pre, p->n_pre);
     pipeline_stages_destroy(p->post, p->n_post);
+    mi_model_metrics_destroy(p->metrics);
     mi_pipeline_config_destroy(p->cfg);
     mi_free(p);
 }
@@ -707,6 +734,12 @@ const mi_format *
 mi_pipeline_output_format(const mi_pipeline *p)
 {
     return &p->output;
+}
+
+mi_model_metrics *
+mi_pipeline_metrics(mi_pipeline *p)
+{
+    return p->metrics;
 }
 
 size_t

@@ -20,6 +20,7 @@
 #include <stdio.h>
 
 #include "config/config.h"
+#include "metrics/metrics.h"
 #include "pipeline/request.h"
 
 typedef struct mi_pipeline mi_pipeline;
@@ -74,6 +75,9 @@ mi_status mi_pipeline_run(mi_pipeline *p, uint32_t worker, mi_request *req,
 
 /* Prints the format after every stage, as `modinfer check` shows it. */
 void mi_pipeline_print(const mi_pipeline *p, FILE *out);
+
+/* The pipeline's metrics; valid until mi_pipeline_destroy. */
+mi_model_metrics *mi_pipeline_metrics(mi_pipeline *p);
 
 /* Requests queued right now. */
 size_t mi_pipeline_queue_depth(mi_pipeline *p);

@@ -20,7 +20,9 @@ mi_request_create(mi_request **out, mi_error *err)
     req->outputs.n_tensors = 0;
     req->status            = MI_OK;
     mi_error_clear(&req->err);
-    req->time_submit_ns = 0;
+    req->transport_data  = NULL;
+    req->time_arrival_ns = 0;
+    req->time_submit_ns  = 0;
     req->time_queue_ns  = 0;
     req->time_pre_ns    = 0;
     req->time_infer_ns  = 0;

@@ -32,7 +32,13 @@ struct mi_request {
     mi_status      status;
     mi_error       err;
 
-    /* Timings (monotonic ns), filled in by the pipeline. */
+    /* Opaque to the pipeline: the transport's per-request state, in the
+     * arena (such as the id and requested outputs to echo). */
+    void *transport_data;
+
+    /* Timings (monotonic ns): arrival by the transport, the rest by the
+     * pipeline. */
+    uint64_t time_arrival_ns;
     uint64_t time_submit_ns;
     uint64_t time_queue_ns;
     uint64_t time_pre_ns;

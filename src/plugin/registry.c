@@ -22,6 +22,7 @@ const mi_plugin_desc *mi_builtin_transpose(void);
 const mi_plugin_desc *mi_builtin_rename(void);
 const mi_plugin_desc *mi_builtin_select(void);
 const mi_plugin_desc *mi_builtin_threshold(void);
+const mi_plugin_desc *mi_builtin_sleep(void);
 #ifdef MI_WITH_ORT
 const mi_plugin_desc *mi_builtin_onnxruntime(void);
 #endif
@@ -30,7 +31,7 @@ static const registry_fn registry_builtins[] = {
     mi_builtin_cast,      mi_builtin_scale,       mi_builtin_magnitude,
     mi_builtin_normalize, mi_builtin_reshape,     mi_builtin_expand_dims,
     mi_builtin_squeeze,   mi_builtin_transpose,   mi_builtin_rename,
-    mi_builtin_select,    mi_builtin_threshold,
+    mi_builtin_select,    mi_builtin_threshold,   mi_builtin_sleep,
 #ifdef MI_WITH_ORT
     mi_builtin_onnxruntime,
 #endif

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "basic_inference.pb-c.h"
+#include "core/convert.h"
 #include "core/str.h"
 #include "core/tensor.h"
 #include "extended_inference.pb-c.h"
@@ -183,110 +184,6 @@ codec_tf_dtype_name(Tensorflow__DataType dt)
     return v != NULL ? v->name : "unknown";
 }
 
-/* ---- Integer conversion ---- */
-
-static bool
-codec_int_fits(mi_dtype dtype, int64_t v)
-{
-    switch (dtype) {
-    case MI_DTYPE_UINT8:
-        return v >= 0 && v <= UINT8_MAX;
-    case MI_DTYPE_UINT16:
-        return v >= 0 && v <= UINT16_MAX;
-    case MI_DTYPE_UINT32:
-        return v >= 0 && v <= (int64_t)UINT32_MAX;
-    case MI_DTYPE_UINT64:
-        return v >= 0;
-    case MI_DTYPE_INT8:
-        return v >= INT8_MIN && v <= INT8_MAX;
-    case MI_DTYPE_INT16:
-        return v >= INT16_MIN && v <= INT16_MAX;
-    case MI_DTYPE_INT32:
-        return v >= INT32_MIN && v <= INT32_MAX;
-    case MI_DTYPE_INT64:
-        return true;
-    default:
-        return false;
-    }
-}
-
-static void
-codec_int_store(mi_dtype dtype, void *data, size_t i, int64_t v)
-{
-    switch (dtype) {
-    case MI_DTYPE_UINT8:
-        ((uint8_t *)data)[i] = (uint8_t)v;
-        break;
-    case MI_DTYPE_UINT16:
-        ((uint16_t *)data)[i] = (uint16_t)v;
-        break;
-    case MI_DTYPE_UINT32:
-        ((uint32_t *)data)[i] = (uint32_t)v;
-        break;
-    case MI_DTYPE_UINT64:
-        ((uint64_t *)data)[i] = (uint64_t)v;
-        break;
-    case MI_DTYPE_INT8:
-        ((int8_t *)data)[i] = (int8_t)v;
-        break;
-    case MI_DTYPE_INT16:
-        ((int16_t *)data)[i] = (int16_t)v;
-        break;
-    case MI_DTYPE_INT32:
-        ((int32_t *)data)[i] = (int32_t)v;
-        break;
-    case MI_DTYPE_INT64:
-        ((int64_t *)data)[i] = v;
-        break;
-    default:
-        break;
-    }
-}
-
-/* Element i of little-endian packed integers of `dtype`. */
-static int64_t
-codec_int_load(mi_dtype dtype, const uint8_t *data, size_t i)
-{
-    switch (dtype) {
-    case MI_DTYPE_UINT8:
-        return data[i];
-    case MI_DTYPE_INT8:
-        return (int8_t)data[i];
-    case MI_DTYPE_UINT16: {
-        uint16_t v;
-        memcpy(&v, data + 2 * i, 2);
-        return v;
-    }
-    case MI_DTYPE_INT16: {
-        int16_t v;
-        memcpy(&v, data + 2 * i, 2);
-        return v;
-    }
-    case MI_DTYPE_UINT32: {
-        uint32_t v;
-        memcpy(&v, data + 4 * i, 4);
-        return v;
-    }
-    case MI_DTYPE_INT32: {
-        int32_t v;
-        memcpy(&v, data + 4 * i, 4);
-        return v;
-    }
-    case MI_DTYPE_UINT64: {
-        uint64_t v;
-        memcpy(&v, data + 8 * i, 8);
-        return v > INT64_MAX ? -1 : (int64_t)v; /* -1 never fits unsigned */
-    }
-    case MI_DTYPE_INT64: {
-        int64_t v;
-        memcpy(&v, data + 8 * i, 8);
-        return v;
-    }
-    default:
-        return 0;
-    }
-}
-
 /* ---- TensorProto -> mi_tensor ---- */
 
 /* The typed values of a TensorProto for its wire dtype. */
@@ -434,17 +331,8 @@ codec_decode_values(const Tensorflow__TensorProto *tp, mi_dtype wire,
         if (t->data == NULL) {
             return mi_error_set(err, MI_ENOMEM, "out of memory");
         }
-        for (size_t i = 0; i < count; i++) {
-            int64_t v = codec_int_load(wire, tp->tensor_content.data, i);
-            if (!codec_int_fits(want, v)) {
-                return mi_error_set(err, MI_EINVAL,
-                                    "value %" PRId64 " at index %zu does "
-                                    "not fit %s",
-                                    v, i, mi_dtype_name(want));
-            }
-            codec_int_store(want, t->data, i, v);
-        }
-        return MI_OK;
+        return mi_convert_ints(wire, tp->tensor_content.data, want, t->data,
+                               count, err);
     }
 
     typed = codec_typed_values(tp, wire);
@@ -486,16 +374,16 @@ codec_decode_values(const Tensorflow__TensorProto *tp, mi_dtype wire,
         default: {
             int64_t v = codec_typed_int(&typed, wire, j);
             /* int_val carries narrow types too: check the wire type. */
-            if (!codec_int_fits(wire, v) || !codec_int_fits(want, v)) {
+            if (!mi_int_fits(wire, v) || !mi_int_fits(want, v)) {
                 return mi_error_set(err, MI_EINVAL,
                                     "value %" PRId64 " at index %zu does "
                                     "not fit %s",
                                     v, j,
-                                    mi_dtype_name(codec_int_fits(wire, v)
+                                    mi_dtype_name(mi_int_fits(wire, v)
                                                       ? want
                                                       : wire));
             }
-            codec_int_store(want, t->data, i, v);
+            mi_int_store(want, t->data, i, v);
             break;
         }
         }
@@ -759,7 +647,7 @@ codec_encode_tensor(mi_arena *arena, const mi_tensor *t,
             tp->n_half_val = 1;
             tp->half_val   = v;
         } else {
-            *v            = (int32_t)codec_int_load(t->dtype, t->data, 0);
+            *v            = (int32_t)mi_int_load(t->dtype, t->data, 0);
             tp->n_int_val = 1;
             tp->int_val   = v;
         }
@@ -902,7 +790,7 @@ mi_codec_basic_decode_request(const mi_format *declared, const uint8_t *buf,
         } else if (!isfinite(f) || truncf(f) != f ||
                    f < -9.2233720368547758e18f ||
                    f >= 9.2233720368547758e18f ||
-                   !codec_int_fits(spec->dtype == MI_DTYPE_BOOL
+                   !mi_int_fits(spec->dtype == MI_DTYPE_BOOL
                                        ? MI_DTYPE_UINT8
                                        : spec->dtype,
                                    (int64_t)f) ||
@@ -915,7 +803,7 @@ mi_codec_basic_decode_request(const mi_format *declared, const uint8_t *buf,
         } else if (spec->dtype == MI_DTYPE_BOOL) {
             ((uint8_t *)t->data)[i] = f != 0;
         } else {
-            codec_int_store(spec->dtype, t->data, i, (int64_t)f);
+            mi_int_store(spec->dtype, t->data, i, (int64_t)f);
         }
     }
     req->inputs.n_tensors = 1;
@@ -945,7 +833,7 @@ codec_to_float(const mi_tensor *t, size_t i)
     case MI_DTYPE_BOOL:
         return d[i] != 0 ? 1.0f : 0.0f;
     default:
-        return (float)codec_int_load(t->dtype, d, i);
+        return (float)mi_int_load(t->dtype, d, i);
     }
 }
 

@@ -3,8 +3,13 @@
  * gRPC server over the C core's completion queue.
  *
  * Every call arrives through grpc_server_request_call (generic handling), so
- * a method we do not serve is answered UNIMPLEMENTED at once.  A served call
- * is a bidirectional stream with this state:
+ * a method we do not serve is answered UNIMPLEMENTED at once.  The method
+ * picks a protocol: the paper's extended and basic streams, the Open
+ * Inference Protocol's ModelStreamInfer stream and ModelInfer, and the
+ * methods answered without the pipeline (liveness, readiness, metadata,
+ * health).  Unary methods use the same object as streams, reading one
+ * message and sending the response and the status in one batch.  A call
+ * is this state:
  *
  *      recv ---> decode ---> mi_pipeline_submit ---> worker
  *       ^                                              |
@@ -18,6 +23,8 @@
  *     instead of making the server buffer without limit;
  *   - the status goes out once the client half-closed (OK) or a message
  *     failed (INVALID_ARGUMENT...), after every earlier response was sent;
+ *     on ModelStreamInfer a failed message is answered with error_message
+ *     instead and the stream goes on;
  *   - the stream is freed when its last reference goes: one per
  *     outstanding operation and one per request in the pipeline.
  *
@@ -38,7 +45,10 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/buf.h"
+#include "core/clock.h"
 #include "core/log.h"
+#include "server/codec_oip_grpc.h"
 #include "server/codec_tf.h"
 
 #define GRPC_N_ACCEPT 4 /* request_call operations kept outstanding */
@@ -59,8 +69,11 @@ typedef struct grpc_tag {
 } grpc_tag;
 
 typedef enum grpc_protocol {
-    GRPC_PROTOCOL_EXTENDED = 1,
-    GRPC_PROTOCOL_BASIC
+    GRPC_PROTOCOL_EXTENDED = 1, /* stream; a bad message ends it */
+    GRPC_PROTOCOL_BASIC,        /* stream; a bad message ends it */
+    GRPC_PROTOCOL_OIP_STREAM,   /* stream; errors travel in messages */
+    GRPC_PROTOCOL_OIP_INFER,    /* unary, through the pipeline */
+    GRPC_PROTOCOL_IMMEDIATE     /* unary, answered at once */
 } grpc_protocol;
 
 typedef struct grpc_accept {
@@ -82,6 +95,8 @@ typedef struct grpc_stream {
     mi_grpc_server   *srv;
     grpc_call        *call;
     grpc_protocol     protocol;
+    bool              is_unary;
+    char              method[96]; /* for IMMEDIATE */
     pthread_mutex_t   lock;
     uint32_t          refs;
 
@@ -111,7 +126,7 @@ typedef struct grpc_stream {
 } grpc_stream;
 
 struct mi_grpc_server {
-    mi_pipeline           *pipeline;
+    mi_server             *ctx;
     mi_grpc_options        opts;
     grpc_server           *server;
     grpc_completion_queue *cq;
@@ -130,10 +145,30 @@ struct mi_grpc_server {
     atomic_uint            n_streams;
 };
 
-static const char grpc_method_extended[] =
-    "/extended_inference.ExtendedInferenceService/predict";
-static const char grpc_method_basic[] =
-    "/basic_inference.BasicInferenceService/predict";
+static const struct {
+    const char   *method;
+    grpc_protocol protocol;
+} grpc_methods[] = {
+    {"/extended_inference.ExtendedInferenceService/predict",
+     GRPC_PROTOCOL_EXTENDED},
+    {"/basic_inference.BasicInferenceService/predict", GRPC_PROTOCOL_BASIC},
+    {"/inference.GRPCInferenceService/ModelStreamInfer",
+     GRPC_PROTOCOL_OIP_STREAM},
+    {"/inference.GRPCInferenceService/ModelInfer", GRPC_PROTOCOL_OIP_INFER},
+};
+
+static mi_protocol
+grpc_metrics_protocol(grpc_protocol p)
+{
+    switch (p) {
+    case GRPC_PROTOCOL_EXTENDED:
+        return MI_PROTOCOL_EXTENDED;
+    case GRPC_PROTOCOL_BASIC:
+        return MI_PROTOCOL_BASIC;
+    default:
+        return MI_PROTOCOL_OIP_GRPC;
+    }
+}
 
 /* ---- Streams ---- */
 
@@ -208,14 +243,25 @@ grpc_stream_start_recv_locked(grpc_stream *s)
 static void
 grpc_stream_start_send_locked(grpc_stream *s)
 {
-    grpc_op op;
-    memset(&op, 0, sizeof(op));
+    grpc_op op[2];
+    memset(op, 0, sizeof(op));
     s->send_buf = s->ring[s->ring_head];
     s->ring_head = (s->ring_head + 1) % s->ring_cap;
     s->ring_n--;
-    op.op                            = GRPC_OP_SEND_MESSAGE;
-    op.data.send_message.send_message = s->send_buf;
-    if (grpc_stream_start_locked(s, &op, 1, &s->tag_send)) {
+    op[0].op                            = GRPC_OP_SEND_MESSAGE;
+    op[0].data.send_message.send_message = s->send_buf;
+    if (s->is_unary) {
+        /* The one response and the status travel together. */
+        op[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+        op[1].data.send_status_from_server.status = GRPC_STATUS_OK;
+        s->is_status_started = true;
+        if (!grpc_stream_start_locked(s, op, 2, &s->tag_status)) {
+            grpc_byte_buffer_destroy(s->send_buf);
+            s->send_buf = NULL;
+        }
+        return;
+    }
+    if (grpc_stream_start_locked(s, op, 1, &s->tag_send)) {
         s->is_send_pending = true;
     } else {
         grpc_byte_buffer_destroy(s->send_buf);
@@ -248,6 +294,7 @@ grpc_stream_pump_locked(grpc_stream *s)
         grpc_stream_start_send_locked(s);
     }
     if (!s->is_recv_pending && !s->is_half_closed && !s->is_failed &&
+        !s->is_status_started &&
         !is_dead && s->in_flight < s->srv->opts.max_stream_in_flight &&
         atomic_load(&s->srv->is_accepting)) {
         grpc_stream_start_recv_locked(s);
@@ -261,17 +308,37 @@ grpc_stream_pump_locked(grpc_stream *s)
 }
 
 static grpc_byte_buffer *
+grpc_byte_buffer_of(const void *data, size_t n)
+{
+    grpc_slice        slice = grpc_slice_from_copied_buffer(data, n);
+    grpc_byte_buffer *bb    = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    return bb;
+}
+
+static grpc_byte_buffer *
 grpc_encode(grpc_stream *s, mi_request *req, mi_error *err)
 {
-    void      *scratch = NULL;
-    size_t     n;
-    grpc_slice slice;
+    void             *scratch = NULL;
+    size_t            n       = 0;
+    grpc_slice        slice;
     grpc_byte_buffer *bb;
+    mi_pipeline      *p       = s->srv->ctx->pipeline;
 
-    if (s->protocol == GRPC_PROTOCOL_EXTENDED) {
+    switch (s->protocol) {
+    case GRPC_PROTOCOL_EXTENDED:
         n = mi_codec_tf_response_size(req, &scratch, err);
-    } else {
+        break;
+    case GRPC_PROTOCOL_BASIC:
         n = mi_codec_basic_response_size(req, &scratch, err);
+        break;
+    case GRPC_PROTOCOL_OIP_STREAM:
+    case GRPC_PROTOCOL_OIP_INFER:
+        n = mi_codec_oip_response_size(
+            req, p, s->protocol == GRPC_PROTOCOL_OIP_STREAM, &scratch, err);
+        break;
+    case GRPC_PROTOCOL_IMMEDIATE:
+        break;
     }
     if (scratch == NULL) {
         return NULL;
@@ -283,14 +350,77 @@ grpc_encode(grpc_stream *s, mi_request *req, mi_error *err)
         return NULL;
     }
     slice = grpc_slice_malloc(n);
-    if (s->protocol == GRPC_PROTOCOL_EXTENDED) {
+    switch (s->protocol) {
+    case GRPC_PROTOCOL_EXTENDED:
         mi_codec_tf_response_write(scratch, GRPC_SLICE_START_PTR(slice));
-    } else {
+        break;
+    case GRPC_PROTOCOL_BASIC:
         mi_codec_basic_response_write(scratch, GRPC_SLICE_START_PTR(slice));
+        break;
+    default:
+        mi_codec_oip_response_write(scratch,
+                                    s->protocol == GRPC_PROTOCOL_OIP_STREAM,
+                                    GRPC_SLICE_START_PTR(slice));
+        break;
     }
     bb = grpc_raw_byte_buffer_create(&slice, 1);
     grpc_slice_unref(slice);
     return bb;
+}
+
+/* Queues a response for the send slot (locked). */
+static void
+grpc_stream_queue_locked(grpc_stream *s, grpc_byte_buffer *bb)
+{
+    if (s->is_closed || s->is_status_started) {
+        grpc_byte_buffer_destroy(bb);
+        return;
+    }
+    MI_ASSERT(s->ring_n < s->ring_cap);
+    s->ring[(s->ring_head + s->ring_n) % s->ring_cap] = bb;
+    s->ring_n++;
+}
+
+/*
+ * A request of this stream failed with `code`: a ModelStreamInfer stream
+ * answers with error_message and goes on; every other call ends with the
+ * status (locked).
+ */
+static void
+grpc_stream_request_failed_locked(grpc_stream *s, mi_status code,
+                                  const char *msg)
+{
+    if (s->protocol == GRPC_PROTOCOL_OIP_STREAM) {
+        mi_buf out;
+        mi_buf_init(&out);
+        mi_codec_oip_stream_error(msg, &out);
+        if (!out.is_failed && s->ring_n < s->ring_cap) {
+            grpc_stream_queue_locked(s, grpc_byte_buffer_of(out.data,
+                                                            out.len));
+        } else {
+            grpc_stream_fail_locked(s, MI_ENOMEM, "out of memory");
+        }
+        mi_buf_fini(&out);
+        return;
+    }
+    grpc_stream_fail_locked(s, code, msg);
+}
+
+/* The client-facing text of a request's error: names its id. */
+static void
+grpc_error_text(const grpc_stream *s, int64_t id, const mi_error *err,
+                char *msg, size_t size)
+{
+    if (s->protocol == GRPC_PROTOCOL_EXTENDED ||
+        s->protocol == GRPC_PROTOCOL_BASIC) {
+        if (strncmp(err->msg, "request", 7) == 0) {
+            snprintf(msg, size, "%s", err->msg);
+        } else {
+            snprintf(msg, size, "request id=%" PRId64 ": %s", id, err->msg);
+        }
+        return;
+    }
+    snprintf(msg, size, "%s", err->msg);
 }
 
 /* Worker thread: the pipeline hands the request back. */
@@ -300,7 +430,9 @@ grpc_stream_on_done(mi_request *req, void *user)
     grpc_stream      *s  = user;
     grpc_byte_buffer *bb = NULL;
     mi_status         rc = req->status;
+    mi_model_metrics *metrics = mi_pipeline_metrics(s->srv->ctx->pipeline);
     mi_error          err;
+    char              msg[MI_ERROR_MAX + 32];
     bool              is_free;
 
     err = req->err;
@@ -311,28 +443,19 @@ grpc_stream_on_done(mi_request *req, void *user)
         }
     }
     if (rc != MI_OK) {
-        char msg[MI_ERROR_MAX + 32];
-        if (strncmp(err.msg, "request", 7) == 0) {
-            snprintf(msg, sizeof(msg), "%s", err.msg);
-        } else {
-            snprintf(msg, sizeof(msg), "request id=%" PRId64 ": %s", req->id,
-                     err.msg);
-        }
+        grpc_error_text(s, req->id, &err, msg, sizeof(msg));
         MI_LOG_WARN("grpc", "%s", msg);
-        mi_request_destroy(req);
-        pthread_mutex_lock(&s->lock);
-        grpc_stream_fail_locked(s, rc, msg);
+    }
+    mi_metrics_request_done(metrics, grpc_metrics_protocol(s->protocol), rc,
+                            mi_clock_ns() - req->time_arrival_ns);
+    mi_metrics_inflight_add(metrics, -1);
+    mi_request_destroy(req);
+
+    pthread_mutex_lock(&s->lock);
+    if (rc != MI_OK) {
+        grpc_stream_request_failed_locked(s, rc, msg);
     } else {
-        mi_request_destroy(req);
-        pthread_mutex_lock(&s->lock);
-        if (s->is_closed || s->is_status_started) {
-            grpc_byte_buffer_destroy(bb);
-        } else {
-            uint32_t tail = (s->ring_head + s->ring_n) % s->ring_cap;
-            MI_ASSERT(s->ring_n < s->ring_cap);
-            s->ring[tail] = bb;
-            s->ring_n++;
-        }
+        grpc_stream_queue_locked(s, bb);
     }
     s->in_flight--;
     grpc_stream_pump_locked(s);
@@ -343,15 +466,60 @@ grpc_stream_on_done(mi_request *req, void *user)
     }
 }
 
+/* Decodes one message into req; *p is the pipeline to submit to. */
+static mi_status
+grpc_decode(grpc_stream *s, const uint8_t *data, size_t len, mi_request *req,
+            mi_pipeline **p, mi_error *err)
+{
+    mi_server *ctx = s->srv->ctx;
+
+    *p = ctx->pipeline;
+    switch (s->protocol) {
+    case GRPC_PROTOCOL_EXTENDED:
+        return mi_codec_tf_decode_request(mi_pipeline_input_format(*p), data,
+                                          len, req, err);
+    case GRPC_PROTOCOL_BASIC:
+        return mi_codec_basic_decode_request(mi_pipeline_input_format(*p),
+                                             data, len, req, err);
+    default:
+        return mi_codec_oip_decode_request(ctx, data, len, req, p, err);
+    }
+}
+
+/* Answers a method that needs no pipeline (locked on return). */
+static void
+grpc_stream_answer(grpc_stream *s, const uint8_t *data, size_t len)
+{
+    mi_buf    out;
+    mi_error  err;
+    mi_status rc;
+
+    mi_buf_init(&out);
+    mi_error_clear(&err);
+    rc = mi_codec_oip_answer(s->srv->ctx, s->method, data, len, &out, &err);
+    pthread_mutex_lock(&s->lock);
+    if (rc == MI_OK) {
+        grpc_stream_queue_locked(s, grpc_byte_buffer_of(out.data, out.len));
+    } else {
+        grpc_stream_fail_locked(s, rc, err.msg);
+    }
+    mi_buf_fini(&out);
+}
+
 /* Completion-queue thread: one message arrived (or the client is done). */
 static void
 grpc_stream_on_recv(grpc_stream *s, bool ok)
 {
-    grpc_byte_buffer *bb;
-    mi_request       *req = NULL;
-    mi_error          err;
-    mi_status         rc;
-    bool              is_free;
+    grpc_byte_buffer       *bb;
+    grpc_byte_buffer_reader reader;
+    grpc_slice              slice;
+    mi_request             *req = NULL;
+    mi_pipeline            *p   = NULL;
+    mi_model_metrics       *metrics;
+    mi_error                err;
+    mi_status               rc;
+    uint64_t                t0 = mi_clock_ns();
+    bool                    is_free;
 
     pthread_mutex_lock(&s->lock);
     s->is_recv_pending = false;
@@ -359,68 +527,77 @@ grpc_stream_on_recv(grpc_stream *s, bool ok)
     s->recv_buf        = NULL;
     if (!ok || bb == NULL) {
         s->is_half_closed = true;
+        if (s->is_unary && !s->is_status_started && s->ring_n == 0 &&
+            s->in_flight == 0) {
+            grpc_stream_fail_locked(s, MI_EINVAL, "no request message");
+        }
         if (bb != NULL) {
             grpc_byte_buffer_destroy(bb);
         }
-        grpc_stream_pump_locked(s);
-        is_free = grpc_stream_unref_locked(s);
-        pthread_mutex_unlock(&s->lock);
-        if (is_free) {
-            grpc_stream_free(s);
-        }
-        return;
+        goto pump;
+    }
+    if (s->is_unary) {
+        s->is_half_closed = true; /* one message, then the answer */
     }
     pthread_mutex_unlock(&s->lock);
 
     /* Decode outside the lock: it is the per-message work of this thread. */
+    mi_error_clear(&err);
+    if (!grpc_byte_buffer_reader_init(&reader, bb)) {
+        grpc_byte_buffer_destroy(bb);
+        pthread_mutex_lock(&s->lock);
+        grpc_stream_request_failed_locked(s, MI_EINVAL,
+                                          "unreadable message");
+        goto pump;
+    }
+    slice = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    grpc_byte_buffer_destroy(bb);
+
+    if (s->protocol == GRPC_PROTOCOL_IMMEDIATE) {
+        grpc_stream_answer(s, GRPC_SLICE_START_PTR(slice),
+                           GRPC_SLICE_LENGTH(slice));
+        grpc_slice_unref(slice);
+        goto pump;
+    }
+
     rc = mi_request_create(&req, &err);
     if (rc == MI_OK) {
-        grpc_byte_buffer_reader reader;
-        grpc_slice              slice;
-        const mi_format        *declared =
-            mi_pipeline_input_format(s->srv->pipeline);
-
-        if (!grpc_byte_buffer_reader_init(&reader, bb)) {
-            rc = mi_error_set(&err, MI_EINVAL, "unreadable message");
-        } else {
-            slice = grpc_byte_buffer_reader_readall(&reader);
-            grpc_byte_buffer_reader_destroy(&reader);
-            if (s->protocol == GRPC_PROTOCOL_EXTENDED) {
-                rc = mi_codec_tf_decode_request(
-                    declared, GRPC_SLICE_START_PTR(slice),
-                    GRPC_SLICE_LENGTH(slice), req, &err);
-            } else {
-                rc = mi_codec_basic_decode_request(
-                    declared, GRPC_SLICE_START_PTR(slice),
-                    GRPC_SLICE_LENGTH(slice), req, &err);
-            }
-            grpc_slice_unref(slice);
-        }
+        req->time_arrival_ns = t0;
+        rc = grpc_decode(s, GRPC_SLICE_START_PTR(slice),
+                         GRPC_SLICE_LENGTH(slice), req, &p, &err);
     }
-    grpc_byte_buffer_destroy(bb);
+    grpc_slice_unref(slice);
+    metrics = mi_pipeline_metrics(p != NULL ? p : s->srv->ctx->pipeline);
 
     pthread_mutex_lock(&s->lock);
     if (rc == MI_OK) {
         s->in_flight++;
         s->refs++; /* held by the request until on_done */
-        rc = mi_pipeline_submit(s->srv->pipeline, req, grpc_stream_on_done,
-                                s, &err);
+        mi_metrics_inflight_add(metrics, 1);
+        rc = mi_pipeline_submit(p, req, grpc_stream_on_done, s, &err);
         if (rc != MI_OK) {
+            mi_metrics_inflight_add(metrics, -1);
             s->in_flight--;
             s->refs--;
-            if (strncmp(err.msg, "request", 7) != 0) {
-                char msg[MI_ERROR_MAX];
-                snprintf(msg, sizeof(msg), "%s", err.msg);
-                mi_error_set(&err, rc, "request id=%" PRId64 ": %s",
-                             req->id, msg);
+            if (rc == MI_EBUSY) {
+                mi_metrics_rejected(metrics,
+                                    grpc_metrics_protocol(s->protocol));
             }
         }
     }
     if (rc != MI_OK) {
-        MI_LOG_DEBUG("grpc", "%s", err.msg);
-        grpc_stream_fail_locked(s, rc, err.msg);
+        char msg[MI_ERROR_MAX + 32];
+        grpc_error_text(s, req != NULL ? req->id : -1, &err, msg,
+                        sizeof(msg));
+        MI_LOG_DEBUG("grpc", "%s", msg);
+        mi_metrics_request_done(metrics, grpc_metrics_protocol(s->protocol),
+                                rc, mi_clock_ns() - t0);
+        grpc_stream_request_failed_locked(s, rc, msg);
         mi_request_destroy(req);
     }
+
+pump:
     grpc_stream_pump_locked(s);
     is_free = grpc_stream_unref_locked(s);
     pthread_mutex_unlock(&s->lock);
@@ -435,14 +612,15 @@ grpc_stream_on_op(grpc_stream *s, grpc_tag_kind kind)
     bool is_free;
 
     pthread_mutex_lock(&s->lock);
-    if (kind == GRPC_TAG_SEND) {
+    if (kind == GRPC_TAG_SEND || (kind == GRPC_TAG_STATUS &&
+                                  s->send_buf != NULL)) {
         s->is_send_pending = false;
         grpc_byte_buffer_destroy(s->send_buf);
         s->send_buf = NULL;
     } else if (kind == GRPC_TAG_CLOSE) {
         s->is_closed = true;
         if (s->cancelled) {
-            MI_LOG_DEBUG("grpc", "stream cancelled by the client");
+            MI_LOG_DEBUG("grpc", "call cancelled by the client");
         }
     }
     grpc_stream_pump_locked(s);
@@ -454,11 +632,14 @@ grpc_stream_on_op(grpc_stream *s, grpc_tag_kind kind)
 }
 
 static void
-grpc_stream_open(mi_grpc_server *srv, grpc_call *call, grpc_protocol proto)
+grpc_stream_open(mi_grpc_server *srv, grpc_call *call, grpc_protocol proto,
+                 const char *method)
 {
     grpc_stream *s = mi_calloc(1, sizeof(*s));
     grpc_op      ops[2];
-    uint32_t     cap = srv->opts.max_stream_in_flight + 1;
+    bool         is_unary = proto == GRPC_PROTOCOL_OIP_INFER ||
+                    proto == GRPC_PROTOCOL_IMMEDIATE;
+    uint32_t     cap = is_unary ? 2 : srv->opts.max_stream_in_flight + 1;
 
     if (s == NULL || (s->ring = mi_calloc(cap, sizeof(*s->ring))) == NULL) {
         mi_free(s);
@@ -470,8 +651,10 @@ grpc_stream_open(mi_grpc_server *srv, grpc_call *call, grpc_protocol proto)
     s->srv            = srv;
     s->call           = call;
     s->protocol       = proto;
+    s->is_unary       = is_unary;
     s->ring_cap       = cap;
     s->status_details = grpc_empty_slice();
+    snprintf(s->method, sizeof(s->method), "%s", method);
     s->tag_recv       = (grpc_tag){GRPC_TAG_RECV, s};
     s->tag_send       = (grpc_tag){GRPC_TAG_SEND, s};
     s->tag_status     = (grpc_tag){GRPC_TAG_STATUS, s};
@@ -573,14 +756,19 @@ grpc_accept_on_call(mi_grpc_server *srv, grpc_accept *a, bool ok)
         grpc_accept_post(srv, a);
     }
 
-    if (strcmp(method, grpc_method_extended) == 0) {
-        grpc_stream_open(srv, call, GRPC_PROTOCOL_EXTENDED);
-    } else if (strcmp(method, grpc_method_basic) == 0) {
-        grpc_stream_open(srv, call, GRPC_PROTOCOL_BASIC);
-    } else {
-        MI_LOG_DEBUG("grpc", "unknown method '%s'", method);
-        grpc_reject_call(call, method);
+    for (size_t i = 0; i < sizeof(grpc_methods) / sizeof(grpc_methods[0]);
+         i++) {
+        if (strcmp(method, grpc_methods[i].method) == 0) {
+            grpc_stream_open(srv, call, grpc_methods[i].protocol, method);
+            return;
+        }
     }
+    if (mi_codec_oip_is_immediate(method)) {
+        grpc_stream_open(srv, call, GRPC_PROTOCOL_IMMEDIATE, method);
+        return;
+    }
+    MI_LOG_DEBUG("grpc", "unknown method '%s'", method);
+    grpc_reject_call(call, method);
 }
 
 static void *
@@ -633,7 +821,7 @@ grpc_thread_main(void *arg)
 /* ---- Server ---- */
 
 mi_status
-mi_grpc_server_create(mi_pipeline *pipeline, const mi_grpc_options *opts,
+mi_grpc_server_create(mi_server *ctx, const mi_grpc_options *opts,
                       mi_grpc_server **out, mi_error *err)
 {
     mi_grpc_server          *srv;
@@ -647,7 +835,7 @@ mi_grpc_server_create(mi_pipeline *pipeline, const mi_grpc_options *opts,
     if (srv == NULL) {
         return mi_error_set(err, MI_ENOMEM, "grpc: out of memory");
     }
-    srv->pipeline = pipeline;
+    srv->ctx      = ctx;
     srv->opts     = *opts;
     if (srv->opts.n_threads == 0) {
         srv->opts.n_threads = 1;

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The gRPC server: the paper's extended and basic streaming protocols over
- * the gRPC C core, with completion-queue threads that only decode, submit
- * and encode.  Unknown methods are answered UNIMPLEMENTED at once.
+ * The gRPC server over the gRPC C core: the paper's extended and basic
+ * streaming protocols, the Open Inference Protocol (inference.
+ * GRPCInferenceService) and grpc.health.v1 Check, with completion-queue
+ * threads that only decode, submit and encode.  Unknown methods are
+ * answered UNIMPLEMENTED at once.
  */
 #ifndef MI_SERVER_GRPC_H
 #define MI_SERVER_GRPC_H
@@ -12,6 +14,7 @@
 
 #include "core/error.h"
 #include "pipeline/pipeline.h"
+#include "server/server.h"
 
 typedef struct mi_grpc_server mi_grpc_server;
 
@@ -24,11 +27,11 @@ typedef struct mi_grpc_options {
 } mi_grpc_options;
 
 /*
- * Creates and binds the server for `pipeline` (borrowed: must outlive the
+ * Creates and binds the server for `ctx` (borrowed: must outlive the
  * server).  MI_EIO when the address cannot be bound.  Caller frees with
  * mi_grpc_server_destroy.
  */
-mi_status mi_grpc_server_create(mi_pipeline *pipeline,
+mi_status mi_grpc_server_create(mi_server *ctx,
                                 const mi_grpc_options *opts,
                                 mi_grpc_server **out, mi_error *err);
 /* The bound port. */
