@@ -76,11 +76,12 @@ main_serve(const char *path, const mi_server_options *opts)
 {
     mi_pipeline    *p   = NULL;
     mi_grpc_server *srv = NULL;
-    mi_server       ctx;
     mi_grpc_options gopts;
+    mi_server       ctx;
     mi_error        err;
     sigset_t        set;
     int             sig = 0;
+    int             rc  = 1;
 
     /* Every thread inherits the blocked signals; main waits for them. */
     sigemptyset(&set);
@@ -89,45 +90,58 @@ main_serve(const char *path, const mi_server_options *opts)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (main_build(path, opts, &p) != 0) {
-        return 1;
-    }
+    /*
+     * Listeners first: liveness answers while the model loads, and
+     * readiness turns true only once the pipeline is verified and warm.
+     */
+    ctx.pipeline = NULL;
+    atomic_init(&ctx.is_ready, false);
     mi_error_clear(&err);
-    if (mi_pipeline_start(p, &err) != MI_OK) {
-        MI_LOG_ERROR("main", "%s", err.msg);
-        mi_pipeline_destroy(p);
-        return 1;
-    }
     memset(&gopts, 0, sizeof(gopts));
     gopts.address              = opts->address;
     gopts.port                 = (int)opts->grpc_port;
     gopts.n_threads            = (uint32_t)opts->grpc_threads;
     gopts.max_message_bytes    = (size_t)opts->max_message_bytes;
     gopts.max_stream_in_flight = (uint32_t)opts->stream_in_flight;
-    ctx.pipeline = p;
-    atomic_init(&ctx.is_ready, false);
     if (mi_grpc_server_create(&ctx, &gopts, &srv, &err) != MI_OK ||
         mi_grpc_server_start(srv, &err) != MI_OK) {
         MI_LOG_ERROR("main", "%s", err.msg);
-        mi_grpc_server_destroy(srv);
-        mi_pipeline_destroy(p);
-        return 1;
+        goto out;
     }
     MI_LOG_INFO("server", "grpc listening on %s:%d", opts->address,
                 mi_grpc_server_port(srv));
+
+    if (main_build(path, opts, &p) != 0) {
+        goto out;
+    }
+    if (mi_pipeline_start(p, &err) != MI_OK ||
+        mi_pipeline_warmup(p, &err) != MI_OK) {
+        MI_LOG_ERROR("main", "%s", err.msg);
+        goto out;
+    }
+    ctx.pipeline = p;
     atomic_store(&ctx.is_ready, true);
+    MI_LOG_INFO("server", "ready: serving '%s' version '%s'",
+                mi_pipeline_name(p), mi_pipeline_version(p));
 
     sigwait(&set, &sig);
     MI_LOG_INFO("server", "%s: stopping (grace %lld ms)",
                 sig == SIGINT ? "SIGINT" : "SIGTERM",
                 (long long)opts->grace_ms);
+    rc = 0;
+
+out:
     atomic_store(&ctx.is_ready, false);
-    mi_grpc_server_shutdown(srv, (uint32_t)opts->grace_ms);
-    mi_pipeline_stop(p);
+    if (srv != NULL) {
+        mi_grpc_server_shutdown(srv, rc == 0 ? (uint32_t)opts->grace_ms : 0);
+    }
+    if (p != NULL) {
+        mi_pipeline_stop(p);
+    }
     mi_grpc_server_destroy(srv);
     mi_pipeline_destroy(p);
     MI_LOG_INFO("server", "stopped");
-    return 0;
+    return rc;
 }
 
 int

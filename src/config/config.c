@@ -253,13 +253,42 @@ config_parse_model(json_t *root, const char *file, mi_pipeline_config *cfg,
     return MI_OK;
 }
 
+static mi_status
+config_parse_warmup(json_t *root, mi_pipeline_config *cfg, mi_error *err)
+{
+    static const char *const keys[] = {"runs", NULL};
+    json_t *w = json_object_get(root, "warmup");
+    json_t *runs;
+
+    if (w == NULL) {
+        return MI_OK;
+    }
+    if (!json_is_object(w)) {
+        return mi_error_set(err, MI_EINVAL, "warmup: expected an object");
+    }
+    if (config_check_keys(w, "warmup", keys, err) != MI_OK) {
+        return MI_EINVAL;
+    }
+    runs = json_object_get(w, "runs");
+    if (runs != NULL) {
+        if (!json_is_integer(runs) || json_integer_value(runs) < 0 ||
+            json_integer_value(runs) > 1000000) {
+            return mi_error_set(err, MI_EINVAL,
+                                "warmup.runs: expected an integer from 0 to "
+                                "1000000");
+        }
+        cfg->warmup_runs = (int64_t)json_integer_value(runs);
+    }
+    return MI_OK;
+}
+
 mi_status
 mi_pipeline_config_parse(const char *text, const char *file,
                          mi_pipeline_config **out, mi_error *err)
 {
     static const char *const keys[] = {"name",  "version", "description",
                                        "input", "pre",     "model",
-                                       "post",  NULL};
+                                       "post",  "warmup",  NULL};
     mi_pipeline_config *cfg;
     json_error_t        jerr;
     json_t             *inputs;
@@ -318,6 +347,9 @@ mi_pipeline_config_parse(const char *text, const char *file,
             mi_error_prefix(err, "%s", where);
             goto fail;
         }
+    }
+    if (config_parse_warmup(cfg->root, cfg, err) != MI_OK) {
+        goto fail;
     }
     /* The step lists allocate: keep their MI_ENOMEM apart from MI_EINVAL. */
     rc = config_parse_steps(cfg->root, "pre", &cfg->pre, &cfg->n_pre, err);

@@ -38,6 +38,7 @@ typedef struct mi_pipeline_config {
     json_t         *model_params;     /* may be NULL */
     size_t          n_post;
     mi_step_config *post;
+    int64_t         warmup_runs; /* zero-filled runs before serving */
     json_t         *root;        /* owns every json_t above */
 } mi_pipeline_config;
 

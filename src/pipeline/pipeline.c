@@ -575,6 +575,47 @@ mi_pipeline_run(mi_pipeline *p, uint32_t worker, mi_request *req,
     return pipeline_run_request(p, instance, req, err);
 }
 
+mi_status
+mi_pipeline_warmup(mi_pipeline *p, mi_error *err)
+{
+    for (int64_t run = 0; run < p->cfg->warmup_runs; run++) {
+        mi_request *req;
+        mi_status   rc = mi_request_create(&req, err);
+        if (rc != MI_OK) {
+            return rc;
+        }
+        for (uint32_t i = 0; i < p->input.n_tensors && rc == MI_OK; i++) {
+            const mi_tensor_spec *s = &p->input.tensors[i];
+            int64_t               shape[MI_MAX_RANK];
+            int32_t               rank = s->rank < 0 ? 1 : s->rank;
+            mi_tensor            *t    = &req->inputs.tensors[i];
+            for (int32_t d = 0; d < rank; d++) {
+                shape[d] = s->rank < 0 || s->shape[d] < 0 ? 1 : s->shape[d];
+            }
+            /* Zero-filled BYTES elements: one empty string each. */
+            rc = p->host->tensor_alloc(&req->ctx, s->name, s->dtype, rank,
+                                       shape,
+                                       4 * (size_t)mi_shape_count(rank,
+                                                                  shape),
+                                       t, err);
+            if (rc == MI_OK) {
+                memset(t->data, 0, t->byte_size);
+                req->inputs.n_tensors = i + 1;
+            }
+        }
+        if (rc == MI_OK) {
+            rc = pipeline_run_request(p, NULL, req, err);
+        }
+        mi_request_destroy(req);
+        if (rc != MI_OK) {
+            mi_error_prefix(err, "pipeline '%s': warmup run %lld",
+                            p->cfg->name, (long long)run);
+            return rc;
+        }
+    }
+    return MI_OK;
+}
+
 static size_t
 pipeline_queue_depth(void *arg)
 {

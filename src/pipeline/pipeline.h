@@ -73,6 +73,13 @@ mi_status mi_pipeline_submit(mi_pipeline *p, mi_request *req,
 mi_status mi_pipeline_run(mi_pipeline *p, uint32_t worker, mi_request *req,
                           mi_error *err);
 
+/*
+ * Runs the configured warmup (warmup.runs requests of zero-filled inputs,
+ * dimensions of unknown size taken as 1) through the whole pipeline in the
+ * calling thread, so that the first real request meets warm caches.
+ */
+mi_status mi_pipeline_warmup(mi_pipeline *p, mi_error *err);
+
 /* Prints the format after every stage, as `modinfer check` shows it. */
 void mi_pipeline_print(const mi_pipeline *p, FILE *out);
 

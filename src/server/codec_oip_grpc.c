@@ -772,8 +772,8 @@ mi_codec_oip_answer(mi_server *srv, const char *method, const uint8_t *buf,
                               "malformed ModelMetadataRequest");
         } else {
             rc = mi_server_find_model(srv, q->name, q->version, &p, err);
-            if (rc == MI_EUNAVAIL) {
-                p  = srv->pipeline;
+            if (rc == MI_EUNAVAIL && srv->pipeline != NULL) {
+                p  = srv->pipeline; /* draining: metadata still holds */
                 rc = MI_OK;
             }
         }

@@ -474,6 +474,11 @@ grpc_decode(grpc_stream *s, const uint8_t *data, size_t len, mi_request *req,
     mi_server *ctx = s->srv->ctx;
 
     *p = ctx->pipeline;
+    if (*p == NULL && s->protocol != GRPC_PROTOCOL_OIP_STREAM &&
+        s->protocol != GRPC_PROTOCOL_OIP_INFER) {
+        return mi_error_set(err, MI_EUNAVAIL,
+                            "not ready: the pipeline is loading");
+    }
     switch (s->protocol) {
     case GRPC_PROTOCOL_EXTENDED:
         return mi_codec_tf_decode_request(mi_pipeline_input_format(*p), data,
@@ -568,7 +573,10 @@ grpc_stream_on_recv(grpc_stream *s, bool ok)
                          GRPC_SLICE_LENGTH(slice), req, &p, &err);
     }
     grpc_slice_unref(slice);
-    metrics = mi_pipeline_metrics(p != NULL ? p : s->srv->ctx->pipeline);
+    if (p == NULL) {
+        p = s->srv->ctx->pipeline;
+    }
+    metrics = p != NULL ? mi_pipeline_metrics(p) : NULL;
 
     pthread_mutex_lock(&s->lock);
     if (rc == MI_OK) {
@@ -591,8 +599,11 @@ grpc_stream_on_recv(grpc_stream *s, bool ok)
         grpc_error_text(s, req != NULL ? req->id : -1, &err, msg,
                         sizeof(msg));
         MI_LOG_DEBUG("grpc", "%s", msg);
-        mi_metrics_request_done(metrics, grpc_metrics_protocol(s->protocol),
-                                rc, mi_clock_ns() - t0);
+        if (metrics != NULL) {
+            mi_metrics_request_done(metrics,
+                                    grpc_metrics_protocol(s->protocol), rc,
+                                    mi_clock_ns() - t0);
+        }
         grpc_stream_request_failed_locked(s, rc, msg);
         mi_request_destroy(req);
     }

@@ -7,9 +7,14 @@ mi_status
 mi_server_find_model(mi_server *s, const char *name, const char *version,
                      mi_pipeline **out, mi_error *err)
 {
-    mi_pipeline *p = s->pipeline;
+    mi_pipeline *p;
 
-    if (p == NULL || strcmp(name, mi_pipeline_name(p)) != 0) {
+    if (!atomic_load(&s->is_ready) && s->pipeline == NULL) {
+        return mi_error_set(err, MI_EUNAVAIL,
+                            "not ready: the pipeline is loading");
+    }
+    p = s->pipeline;
+    if (strcmp(name, mi_pipeline_name(p)) != 0) {
         return mi_error_set(err, MI_ENOTFOUND,
                             "unknown model '%s' (served: '%s')", name,
                             p != NULL ? mi_pipeline_name(p) : "");

@@ -16,8 +16,14 @@
 #define MI_SERVER_NAME    "modinfer"
 #define MI_SERVER_VERSION "0.1.0"
 
+/*
+ * The listeners start before the pipeline is loaded, so that liveness
+ * answers at once and readiness tells when serving begins: `pipeline` is
+ * NULL until it is loaded, verified and warmed up, then set once before
+ * is_ready turns true (and never changes after).
+ */
 typedef struct mi_server {
-    mi_pipeline *pipeline; /* borrowed: the served model */
+    mi_pipeline *pipeline; /* borrowed: the served model, or NULL */
     atomic_bool  is_ready; /* loaded and verified, and not draining */
 } mi_server;
 

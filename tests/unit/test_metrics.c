@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -570,8 +571,9 @@ test_create_out_of_memory(void **state)
 }
 
 typedef struct worker_arg {
-    mi_model_metrics *m;
+    mi_model_metrics  *m;
     pthread_barrier_t *start;
+    atomic_bool        is_done; /* the writers have finished */
 } worker_arg;
 
 static void *
@@ -593,28 +595,66 @@ worker_run(void *p)
     return NULL;
 }
 
+/*
+ * Renders while the writers run, switching the queue-depth source back and
+ * forth: a counter never goes down, and the depth is always one that a
+ * source gives.
+ */
+static void *
+renderer_run(void *p)
+{
+    worker_arg *w    = p;
+    uint64_t    last = 0;
+    bool        is_last_round;
+
+    pthread_barrier_wait(w->start);
+    do {
+        char    *text;
+        uint64_t n;
+        uint64_t depth;
+
+        is_last_round = atomic_load(&w->is_done);
+        mi_metrics_set_queue_depth_fn(w->m, last % 2 == 0 ? depth_seven : NULL,
+                                      NULL);
+        text  = render(&w->m, 1);
+        n     = series_u64(text, REQUESTS("extended", "ok"));
+        depth = series_u64(text, "mi_queue_depth{model=\"fall\","
+                                 "version=\"1\"}");
+        assert_true(n >= last);
+        assert_true(depth == 0 || depth == 7);
+        last = n;
+        mi_free(text);
+    } while (!is_last_round);
+    return NULL;
+}
+
 static void
 test_concurrent_updates(void **state)
 {
     const uint64_t    total = (uint64_t)N_THREADS * PER_THREAD;
     mi_model_metrics *m     = metrics_new("fall", "1");
     pthread_t         threads[N_THREADS];
+    pthread_t         renderer;
     pthread_barrier_t start;
     worker_arg        arg;
     mi_model_stats    st;
     char             *text;
 
     (void)state;
-    assert_int_equal(pthread_barrier_init(&start, NULL, N_THREADS), 0);
+    assert_int_equal(pthread_barrier_init(&start, NULL, N_THREADS + 1), 0);
     arg.m     = m;
     arg.start = &start;
+    atomic_init(&arg.is_done, false);
     for (int i = 0; i < N_THREADS; i++) {
         assert_int_equal(pthread_create(&threads[i], NULL, worker_run, &arg),
                          0);
     }
+    assert_int_equal(pthread_create(&renderer, NULL, renderer_run, &arg), 0);
     for (int i = 0; i < N_THREADS; i++) {
         assert_int_equal(pthread_join(threads[i], NULL), 0);
     }
+    atomic_store(&arg.is_done, true);
+    assert_int_equal(pthread_join(renderer, NULL), 0);
     pthread_barrier_destroy(&start);
 
     mi_model_metrics_stats(m, &st);
