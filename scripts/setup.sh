@@ -14,6 +14,7 @@ packages=(
     libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
     libjansson-dev libmicrohttpd-dev libcmocka-dev
     python3 python3-grpcio python3-grpc-tools python3-onnx python3-numpy
+    curl prometheus
 )
 # npm fetches ONNX Runtime; Node.js may already come from elsewhere.
 if ! command -v npm >/dev/null 2>&1; then
@@ -34,9 +35,21 @@ if ((${#missing[@]} > 0)); then
     if [ "$(id -u)" -ne 0 ]; then
         sudo_cmd=(sudo)
     fi
+    # Tests need only promtool from the prometheus package: keep the
+    # package's daemon from starting (and listening) while it installs.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null
+        "${sudo_cmd[@]}" chmod +x "$policy"
+        own_policy=1
+    fi
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq \
         --no-install-recommends "${missing[@]}" >/dev/null
+    if [ "$own_policy" = 1 ]; then
+        "${sudo_cmd[@]}" rm -f "$policy"
+    fi
 fi
 
 bash scripts/install-ort.sh

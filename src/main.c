@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "config/options.h"
 #include "core/log.h"
+#include "metrics/metrics.h"
 #include "pipeline/pipeline.h"
 #include "server/grpc.h"
 #include "server/server.h"
@@ -25,7 +26,8 @@ main_usage(FILE *out)
     fprintf(out,
             "usage: modinfer serve <pipeline.json> [options]\n"
             "       modinfer check <pipeline.json>\n"
-            "       modinfer --help | --version | --options-markdown\n"
+            "       modinfer --help | --version\n"
+            "       modinfer --options-markdown | --metrics-markdown\n"
             "\n"
             "serve   verify the pipeline, then serve it over gRPC\n"
             "check   verify the pipeline and print the format after each "
@@ -164,6 +166,10 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "--options-markdown") == 0) {
         mi_options_print_markdown(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--metrics-markdown") == 0) {
+        mi_metrics_print_markdown(stdout);
         return 0;
     }
     mi_options_init(&opts);

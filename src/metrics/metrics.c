@@ -16,17 +16,17 @@
  * durations); rendering adds the counts up into the cumulative "le" series
  * and derives _count from them, so _count always equals the "+Inf" bucket.
  *
- *   mi_model_metrics
- *   +-------------------------------------------+
- *   | requests[protocol][status]   counters     |
- *   | rejected[protocol]           counters     |
- *   | duration[protocol]  --+                   |
- *   | stage[stage]        --+--> metrics_hist   |
- *   | batch               --+    counts[0..n]   |
- *   | inflight, load time   gauges sum          |
- *   | success/fail counts and ns (statistics)   |
- *   | queue-depth source (fn, arg) + seqlock    |
- *   +-------------------------------------------+
+ *   mi_model_metrics                      metrics_hist (b: bounds)
+ *   +--------------------------------+    +---------------------------+
+ *   | requests[protocol][status]     |    | counts[0]  v <= b[0]      |
+ *   | rejected[protocol]             |    | counts[i]  b[i-1] < v     |
+ *   | duration[protocol] ------------+--->|            and v <= b[i]  |
+ *   | stage[stage] ------------------+--->| counts[n]  v > b[n-1]     |
+ *   | batch -------------------------+--->| sum        of every v     |
+ *   | inflight, load_seconds_bits    |    +---------------------------+
+ *   | success/fail count and ns, ... |
+ *   | depth_seq, depth_fn, depth_arg |
+ *   +--------------------------------+
  */
 #include "metrics/metrics.h"
 
@@ -48,8 +48,8 @@
 #endif
 
 #define METRICS_MAX_BUCKETS 16
-#define METRICS_MAX_LABELS  4
-#define METRICS_NUM_MAX     48 /* room for any formatted sample value */
+#define METRICS_MAX_LABELS 4
+#define METRICS_NUM_MAX 48 /* room for any formatted sample value */
 
 #define METRICS_COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -105,8 +105,8 @@ static const metrics_status_label status_labels[] = {
     {14, "unavailable"},
 };
 
-#define METRICS_N_STATUS      METRICS_COUNT_OF(status_labels)
-#define METRICS_STATUS_OK     0  /* the index of "ok" */
+#define METRICS_N_STATUS METRICS_COUNT_OF(status_labels)
+#define METRICS_STATUS_OK 0      /* the index of "ok" */
 #define METRICS_GRPC_INTERNAL 13 /* where unlisted codes go */
 
 /* The index of gRPC code `grpc` in status_labels[]; METRICS_N_STATUS: none. */
@@ -272,10 +272,9 @@ metrics_note_start(void)
     if (atomic_load_explicit(&metrics_start_ns, memory_order_relaxed) != 0) {
         return;
     }
-    atomic_compare_exchange_strong_explicit(&metrics_start_ns, &expected,
-                                            metrics_wall_ns(),
-                                            memory_order_relaxed,
-                                            memory_order_relaxed);
+    atomic_compare_exchange_strong_explicit(
+        &metrics_start_ns, &expected, metrics_wall_ns(), memory_order_relaxed,
+        memory_order_relaxed);
 }
 
 static void
@@ -384,8 +383,7 @@ mi_metrics_inflight_add(mi_model_metrics *m, int64_t delta)
 }
 
 void
-mi_metrics_stages(mi_model_metrics *m,
-                  const uint64_t stage_ns[MI_STAGE_COUNT])
+mi_metrics_stages(mi_model_metrics *m, const uint64_t stage_ns[MI_STAGE_COUNT])
 {
     MI_ASSERT(m != NULL && stage_ns != NULL);
     for (size_t s = 0; s < MI_STAGE_COUNT; s++) {
@@ -414,7 +412,7 @@ mi_metrics_set_load_seconds(mi_model_metrics *m, double seconds)
 }
 
 void
-mi_metrics_set_queue_depth_fn(mi_model_metrics *m, size_t (*fn)(void *arg),
+mi_metrics_set_queue_depth_fn(mi_model_metrics *m, metrics_depth_fn fn,
                               void *arg)
 {
     unsigned seq;
@@ -424,17 +422,18 @@ mi_metrics_set_queue_depth_fn(mi_model_metrics *m, size_t (*fn)(void *arg),
     for (;;) {
         seq = atomic_load_explicit(&m->depth_seq, memory_order_relaxed);
         if ((seq & 1u) == 0 &&
-            atomic_compare_exchange_weak_explicit(&m->depth_seq, &seq,
-                                                  seq + 1u,
+            atomic_compare_exchange_weak_explicit(&m->depth_seq, &seq, seq + 1u,
                                                   memory_order_relaxed,
                                                   memory_order_relaxed)) {
             break;
         }
     }
-    /* Keeps the stores below from becoming visible before the odd count. */
-    atomic_thread_fence(memory_order_release);
-    atomic_store_explicit(&m->depth_fn, fn, memory_order_relaxed);
-    atomic_store_explicit(&m->depth_arg, arg, memory_order_relaxed);
+    /*
+     * Release stores: a reader that sees either new value also sees the odd
+     * count, so it retries instead of pairing an old fn with a new arg.
+     */
+    atomic_store_explicit(&m->depth_fn, fn, memory_order_release);
+    atomic_store_explicit(&m->depth_arg, arg, memory_order_release);
     atomic_store_explicit(&m->depth_seq, seq + 2u, memory_order_release);
 }
 
@@ -448,10 +447,9 @@ metrics_queue_depth(const mi_model_metrics *m)
 
     do {
         before = atomic_load_explicit(&m->depth_seq, memory_order_acquire);
-        fn     = atomic_load_explicit(&m->depth_fn, memory_order_relaxed);
-        arg    = atomic_load_explicit(&m->depth_arg, memory_order_relaxed);
-        atomic_thread_fence(memory_order_acquire);
-        after = atomic_load_explicit(&m->depth_seq, memory_order_relaxed);
+        fn     = atomic_load_explicit(&m->depth_fn, memory_order_acquire);
+        arg    = atomic_load_explicit(&m->depth_arg, memory_order_acquire);
+        after  = atomic_load_explicit(&m->depth_seq, memory_order_relaxed);
     } while ((before & 1u) != 0 || before != after);
     return fn != NULL ? fn(arg) : 0;
 }
@@ -465,10 +463,10 @@ mi_model_metrics_stats(const mi_model_metrics *m, mi_model_stats *out)
     memset(out, 0, sizeof(*out));
     out->success_count =
         atomic_load_explicit(&m->success_count, memory_order_relaxed);
-    out->fail_count = atomic_load_explicit(&m->fail_count,
-                                           memory_order_relaxed);
-    out->success_ns = atomic_load_explicit(&m->success_ns,
-                                           memory_order_relaxed);
+    out->fail_count =
+        atomic_load_explicit(&m->fail_count, memory_order_relaxed);
+    out->success_ns =
+        atomic_load_explicit(&m->success_ns, memory_order_relaxed);
     out->fail_ns = atomic_load_explicit(&m->fail_ns, memory_order_relaxed);
     out->inference_count =
         atomic_load_explicit(&m->inference_count, memory_order_relaxed);
@@ -623,8 +621,8 @@ metrics_sample_u64(mi_buf *out, const metrics_decl *d,
 }
 
 static void
-metrics_hist_emit(mi_buf *out, const metrics_decl *d,
-                  const char *const *values, const metrics_hist *h)
+metrics_hist_emit(mi_buf *out, const metrics_decl *d, const char *const *values,
+                  const metrics_hist *h)
 {
     const metrics_buckets *b   = d->buckets;
     uint64_t               cum = 0;
@@ -655,8 +653,8 @@ emit_requests(mi_buf *out, const metrics_decl *d, const mi_model_metrics *m)
         for (size_t s = 0; s < METRICS_N_STATUS; s++) {
             const char *values[] = {m->model, m->version, protocol_names[p],
                                     status_labels[s].name};
-            uint64_t    n        = atomic_load_explicit(&m->requests[p][s],
-                                                        memory_order_relaxed);
+            uint64_t    n =
+                atomic_load_explicit(&m->requests[p][s], memory_order_relaxed);
 
             /* "ok" always shows, so the counter exists from the start. */
             if (n != 0 || s == METRICS_STATUS_OK) {
@@ -700,8 +698,7 @@ emit_inflight(mi_buf *out, const metrics_decl *d, const mi_model_metrics *m)
 }
 
 static void
-emit_queue_depth(mi_buf *out, const metrics_decl *d,
-                 const mi_model_metrics *m)
+emit_queue_depth(mi_buf *out, const metrics_decl *d, const mi_model_metrics *m)
 {
     const char *values[] = {m->model, m->version};
 
@@ -714,9 +711,9 @@ emit_rejected(mi_buf *out, const metrics_decl *d, const mi_model_metrics *m)
     for (size_t p = 0; p < MI_PROTOCOL_COUNT; p++) {
         const char *values[] = {m->model, m->version, protocol_names[p]};
 
-        metrics_sample_u64(out, d, values,
-                           atomic_load_explicit(&m->rejected[p],
-                                                memory_order_relaxed));
+        metrics_sample_u64(
+            out, d, values,
+            atomic_load_explicit(&m->rejected[p], memory_order_relaxed));
     }
 }
 
@@ -729,8 +726,7 @@ emit_batch(mi_buf *out, const metrics_decl *d, const mi_model_metrics *m)
 }
 
 static void
-emit_load_seconds(mi_buf *out, const metrics_decl *d,
-                  const mi_model_metrics *m)
+emit_load_seconds(mi_buf *out, const metrics_decl *d, const mi_model_metrics *m)
 {
     const char *values[] = {m->model, m->version};
     uint64_t    bits;
@@ -788,8 +784,7 @@ emit_resident_memory(mi_buf *out, const metrics_decl *d,
 }
 
 static void
-emit_cpu_seconds(mi_buf *out, const metrics_decl *d,
-                 const mi_model_metrics *m)
+emit_cpu_seconds(mi_buf *out, const metrics_decl *d, const mi_model_metrics *m)
 {
     struct rusage ru;
     uint64_t      us;
@@ -807,8 +802,7 @@ emit_cpu_seconds(mi_buf *out, const metrics_decl *d,
 }
 
 static void
-emit_start_time(mi_buf *out, const metrics_decl *d,
-                const mi_model_metrics *m)
+emit_start_time(mi_buf *out, const metrics_decl *d, const mi_model_metrics *m)
 {
     char num[METRICS_NUM_MAX];
 
@@ -821,8 +815,7 @@ emit_start_time(mi_buf *out, const metrics_decl *d,
 }
 
 static void
-emit_build_info(mi_buf *out, const metrics_decl *d,
-                const mi_model_metrics *m)
+emit_build_info(mi_buf *out, const metrics_decl *d, const mi_model_metrics *m)
 {
     const char *values[] = {MI_VERSION};
 
@@ -950,8 +943,7 @@ static const metrics_decl metrics_decls[] = {
 /* ---- Rendering ---- */
 
 void
-mi_metrics_render(mi_buf *out, mi_model_metrics *const *models,
-                  size_t n_models)
+mi_metrics_render(mi_buf *out, mi_model_metrics *const *models, size_t n_models)
 {
     MI_ASSERT(out != NULL && (models != NULL || n_models == 0));
     metrics_note_start();
@@ -1010,6 +1002,9 @@ mi_metrics_print_markdown(FILE *out)
         const metrics_decl *d = &metrics_decls[i];
 
         fprintf(out, "| `%s` | %s | ", d->name, metrics_type_names[d->type]);
+        if (d->labels[0] == NULL) {
+            fputs("-", out);
+        }
         for (size_t k = 0; d->labels[k] != NULL; k++) {
             fprintf(out, "%s`%s`", k > 0 ? ", " : "", d->labels[k]);
         }

@@ -156,6 +156,15 @@ def main():
          "" if table == out else "docs/config.md differs from "
          "`modinfer --options-markdown`")
 
+    rc, out, err = run(binary, "--metrics-markdown")
+    with open(os.path.join(args.source, "docs", "metrics.md")) as f:
+        doc = f.read()
+    table = doc.split("<!-- metrics:begin -->\n")[-1].split(
+        "<!-- metrics:end -->")[0]
+    case("docs_metrics_table_current", rc == 0 and table == out,
+         "" if table == out else "docs/metrics.md differs from "
+         "`modinfer --metrics-markdown`")
+
     rc, out, err = run(binary, "check", example)
     expect("check_example", rc, out, 0, "input", "array", "int32[9,3]",
            "pre[2] 'magnitude'", "fp64[9,4]", "lstm_input",
