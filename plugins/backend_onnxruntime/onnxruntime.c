@@ -498,6 +498,7 @@ onnxruntime_options(onnxruntime_model *m, const mi_params *params,
     const char        *opt;
     const char        *mode;
     bool               allow_spinning;
+    bool               cpu_mem_arena;
     size_t             li;
     ExecutionMode      exec;
     OrtStatus         *st;
@@ -537,7 +538,9 @@ onnxruntime_options(onnxruntime_model *m, const mi_params *params,
                                   "got \"%s\"", mode);
     }
     if (host->params_get_bool(params, "allow_spinning", false, false,
-                              &allow_spinning, err) != MI_OK) {
+                              &allow_spinning, err) != MI_OK ||
+        host->params_get_bool(params, "cpu_mem_arena", false, false,
+                              &cpu_mem_arena, err) != MI_OK) {
         return err != NULL ? err->code : MI_EINVAL;
     }
 
@@ -563,6 +566,14 @@ onnxruntime_options(onnxruntime_model *m, const mi_params *params,
     if (st == NULL) {
         st = api->AddSessionConfigEntry(so, "session.inter_op.allow_spinning",
                                         allow_spinning ? "1" : "0");
+    }
+    if (st == NULL && !cpu_mem_arena) {
+        /*
+         * ORT's CPU arena serialises the workers that share a session on
+         * its lock: with two workers on the fall model it halved the
+         * throughput of one.  Plain allocations scale instead.
+         */
+        st = api->DisableCpuMemArena(so);
     }
     if (st == NULL) {
         st = api->SetSessionLogId(so, m->name);
