@@ -128,7 +128,7 @@ trap 'exit 130' INT TERM
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "starting the server (workers=$WORKERS grpc-threads=$GRPC_THREADS)"
-SERVER_CMD=("$SERVER" serve "$PIPELINE" --grpc-port 0 --address 127.0.0.1
+SERVER_CMD=("$SERVER" serve "$PIPELINE" --grpc-port 0 --http-port 0 --address 127.0.0.1
     --workers "$WORKERS" --grpc-threads "$GRPC_THREADS")
 if [ -n "${SERVER_CPUS:-}" ]; then
     # taskset execs the server, so $! stays the server's pid.
@@ -139,9 +139,10 @@ SERVER_PID=$!
 
 PORT=
 for _ in $(seq 1 300); do
-    PORT=$(sed -n 's/.*grpc listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' \
-        "$SERVER_LOG" | head -n 1)
-    if [ -n "$PORT" ]; then
+    # The port is logged before the pipeline loads; wait for readiness.
+    if grep -q "ready: serving" "$SERVER_LOG"; then
+        PORT=$(sed -n 's/.*grpc listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' \
+            "$SERVER_LOG" | head -n 1)
         break
     fi
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then

@@ -17,12 +17,13 @@ cmake --build "$build" -j"$(nproc)" --target modinfer fall_model >/dev/null
 port=${MI_DEMO_PORT:-50051}
 log=$(mktemp /tmp/modinfer-demo.XXXXXX.log)
 "$build/modinfer" serve examples/fall-detection/pipeline.json \
-    --address 127.0.0.1 --grpc-port "$port" 2>"$log" &
+    --address 127.0.0.1 --grpc-port "$port" \
+    --http-port "${MI_DEMO_HTTP_PORT:-0}" 2>"$log" &
 server=$!
 trap 'kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 
 for _ in $(seq 1 100); do
-    if grep -q "grpc listening on" "$log"; then
+    if grep -q "ready: serving" "$log"; then
         break
     fi
     if ! kill -0 "$server" 2>/dev/null; then

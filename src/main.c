@@ -16,6 +16,7 @@
 #include "metrics/metrics.h"
 #include "pipeline/pipeline.h"
 #include "server/grpc.h"
+#include "server/http.h"
 #include "server/server.h"
 
 #define MI_VERSION_STRING "0.1.0"
@@ -77,8 +78,10 @@ static int
 main_serve(const char *path, const mi_server_options *opts)
 {
     mi_pipeline    *p   = NULL;
-    mi_grpc_server *srv = NULL;
+    mi_grpc_server *srv  = NULL;
+    mi_http_server *http = NULL;
     mi_grpc_options gopts;
+    mi_http_options hopts;
     mi_server       ctx;
     mi_error        err;
     sigset_t        set;
@@ -112,6 +115,18 @@ main_serve(const char *path, const mi_server_options *opts)
     }
     MI_LOG_INFO("server", "grpc listening on %s:%d", opts->address,
                 mi_grpc_server_port(srv));
+    memset(&hopts, 0, sizeof(hopts));
+    hopts.address        = opts->address;
+    hopts.port           = (int)opts->http_port;
+    hopts.n_threads      = (uint32_t)opts->http_threads;
+    hopts.max_body_bytes = (size_t)opts->max_message_bytes;
+    if (mi_http_server_create(&ctx, &hopts, &http, &err) != MI_OK ||
+        mi_http_server_start(http, &err) != MI_OK) {
+        MI_LOG_ERROR("main", "%s", err.msg);
+        goto out;
+    }
+    MI_LOG_INFO("server", "http listening on %s:%d", opts->address,
+                mi_http_server_port(http));
 
     if (main_build(path, opts, &p) != 0) {
         goto out;
@@ -134,12 +149,16 @@ main_serve(const char *path, const mi_server_options *opts)
 
 out:
     atomic_store(&ctx.is_ready, false);
+    if (http != NULL) {
+        mi_http_server_stop(http);
+    }
     if (srv != NULL) {
         mi_grpc_server_shutdown(srv, rc == 0 ? (uint32_t)opts->grace_ms : 0);
     }
     if (p != NULL) {
         mi_pipeline_stop(p);
     }
+    mi_http_server_destroy(http);
     mi_grpc_server_destroy(srv);
     mi_pipeline_destroy(p);
     MI_LOG_INFO("server", "stopped");

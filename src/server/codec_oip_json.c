@@ -532,7 +532,7 @@ oip_json_decode_input(oip_json_decoder *d, const json_t *in, size_t index,
     mi_tensor            *t;
     mi_tensor_spec        actual;
     mi_dtype              wire;
-    int64_t               count;
+    int64_t               count = 0;
     int                   k;
 
     if (!json_is_object(in)) {

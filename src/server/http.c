@@ -493,11 +493,12 @@ mi_http_server_create(mi_server *srv, const mi_http_options *opts,
     }
     hs->daemon = MHD_start_daemon(
         flags, (uint16_t)opts->port, NULL, NULL, http_on_request, hs,
+        /* First, so that every later message goes to our log. */
+        MHD_OPTION_EXTERNAL_LOGGER, http_on_log, hs,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)(opts->n_threads > 1 ? opts->n_threads : 0),
-        MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, hs,
-        MHD_OPTION_EXTERNAL_LOGGER, http_on_log, hs, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, hs, MHD_OPTION_END);
     if (hs->daemon == NULL) {
         mi_http_server_destroy(hs);
         return mi_error_set(err, MI_EIO, "http: cannot listen on %s:%d",

@@ -46,8 +46,12 @@ def log_tail(proc, lines=40):
     return "\n".join(log_text(proc).splitlines()[-lines:])
 
 
-def start(binary, pipeline, extra_args=(), ready_timeout=20.0):
+def start(binary, pipeline, extra_args=(), ready_timeout=20.0,
+          wait_ready=True):
     """Start the server on a free port; returns (proc, port).
+
+    The server listens before its pipeline is loaded; with wait_ready
+    (the default) this also waits for its 'ready: serving' line.
 
     Raises ServerError, with the server's log, when the binary is missing,
     the process exits early, or no listening line appears in ready_timeout
@@ -57,6 +61,7 @@ def start(binary, pipeline, extra_args=(), ready_timeout=20.0):
         raise ServerError(f"server binary {binary} is missing or not executable")
     fd, log_path = tempfile.mkstemp(prefix="modinfer-server-", suffix=".log")
     cmd = [str(binary), "serve", str(pipeline), "--grpc-port", "0",
+           "--http-port", "0",
            "--address", "127.0.0.1", *map(str, extra_args)]
     with os.fdopen(fd, "ab", buffering=0) as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
@@ -66,8 +71,10 @@ def start(binary, pipeline, extra_args=(), ready_timeout=20.0):
 
     deadline = time.monotonic() + ready_timeout
     while True:
-        match = LISTEN_RE.search(log_text(proc))
-        if match and int(match.group(2)) > 0:
+        text = log_text(proc)
+        match = LISTEN_RE.search(text)
+        if match and int(match.group(2)) > 0 and (
+                not wait_ready or "ready: serving" in text):
             return proc, int(match.group(2))
         rc = proc.poll()
         if rc is not None:
@@ -121,7 +128,8 @@ class Server:
     """Context manager around start()/stop(); see the module comment."""
 
     def __init__(self, binary, pipeline, extra_args=(), ready_timeout=20.0,
-                 stop_timeout=10.0):
+                 stop_timeout=10.0, wait_ready=True):
+        self.wait_ready = wait_ready
         self.binary = binary
         self.pipeline = pipeline
         self.extra_args = list(extra_args)
@@ -134,7 +142,8 @@ class Server:
 
     def __enter__(self):
         self.proc, self.port = start(self.binary, self.pipeline,
-                                     self.extra_args, self.ready_timeout)
+                                     self.extra_args, self.ready_timeout,
+                                     self.wait_ready)
         return self
 
     def alive(self):
