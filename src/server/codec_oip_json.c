@@ -159,7 +159,7 @@ oip_json_kind(const json_t *v)
     case JSON_INTEGER:
         return "an integer";
     case JSON_REAL:
-        return "a non-integer number";
+        return "a real number";
     case JSON_TRUE:
     case JSON_FALSE:
         return "a boolean";
@@ -174,9 +174,9 @@ typedef struct oip_json_decoder {
     const mi_format *inputs;
     const mi_format *outputs;
     bool             has_binary;
-    const uint8_t   *bin;     /* the blobs after the JSON */
+    const uint8_t   *bin; /* the blobs after the JSON */
     size_t           bin_len;
-    size_t           bin_pos; /* bytes taken by the inputs so far */
+    size_t           bin_pos;  /* bytes taken by the inputs so far */
     const char      *bin_last; /* the last input that took a blob */
     mi_request      *req;
 } oip_json_decoder;
@@ -207,14 +207,13 @@ oip_json_decode_shape(const char *name, const json_t *shape, mi_tensor *t,
         return mi_error_set(err, MI_EINVAL,
                             "input '%s': 'shape' must be an array of "
                             "integers, got %s",
-                            name, shape != NULL ? oip_json_kind(shape)
-                                                : "nothing");
+                            name,
+                            shape != NULL ? oip_json_kind(shape) : "nothing");
     }
     rank = json_array_size(shape);
     if (rank > MI_MAX_RANK) {
-        return mi_error_set(err, MI_EINVAL,
-                            "input '%s': rank %zu is above %d", name, rank,
-                            MI_MAX_RANK);
+        return mi_error_set(err, MI_EINVAL, "input '%s': rank %zu is above %d",
+                            name, rank, MI_MAX_RANK);
     }
     t->rank = (int32_t)rank;
     for (size_t i = 0; i < rank; i++) {
@@ -271,8 +270,8 @@ typedef struct oip_json_fill {
     mi_dtype    wire; /* the datatype the client declared */
     mi_dtype    want; /* the declared dtype of the input */
     uint8_t    *dst;
-    size_t      i;    /* index of the next value */
-    size_t      pos;  /* BYTES: write offset */
+    size_t      i;   /* index of the next value */
+    size_t      pos; /* BYTES: write offset */
 } oip_json_fill;
 
 static mi_status
@@ -334,8 +333,8 @@ oip_json_store(oip_json_fill *f, const json_t *v, mi_error *err)
         len = json_string_length(v);
         if (len > UINT32_MAX) {
             return mi_error_set(err, MI_EINVAL,
-                                "input '%s': string %zu is too long",
-                                f->name, f->i);
+                                "input '%s': string %zu is too long", f->name,
+                                f->i);
         }
         len32 = (uint32_t)len;
         memcpy(f->dst + f->pos, &len32, 4);
@@ -349,8 +348,8 @@ oip_json_store(oip_json_fill *f, const json_t *v, mi_error *err)
             if (json_is_real(v)) {
                 return mi_error_set(err, MI_EINVAL,
                                     "input '%s': value %g at index %zu is "
-                                    "not an integer (%s takes JSON "
-                                    "integers)",
+                                    "not a JSON integer (%s takes numbers "
+                                    "without a fraction or exponent)",
                                     f->name, json_real_value(v), f->i, dt);
             }
             return mi_error_set(err, MI_EINVAL,
@@ -364,8 +363,7 @@ oip_json_store(oip_json_fill *f, const json_t *v, mi_error *err)
             return mi_error_set(err, MI_EINVAL,
                                 "input '%s': value %" PRId64 " at index "
                                 "%zu does not fit %s",
-                                f->name, x, f->i,
-                                mi_oip_datatype_name(bad));
+                                f->name, x, f->i, mi_oip_datatype_name(bad));
         }
         mi_int_store(f->want, f->dst, f->i, x);
         break;
@@ -408,24 +406,26 @@ oip_json_decode_data(oip_json_decoder *d, const json_t *data, mi_dtype wire,
     }
     oip_json_count(data, &n, &n_bytes);
     if (n != count) {
-        return mi_error_set(err, MI_EINVAL,
-                            "input '%s': %zu values for shape %s (%zu "
-                            "elements)",
-                            t->name, n, mi_shape_str(t->rank, t->shape, shape,
-                                                     sizeof(shape)),
-                            count);
+        return mi_error_set(
+            err, MI_EINVAL,
+            "input '%s': %zu values for shape %s (%zu "
+            "elements)",
+            t->name, n, mi_shape_str(t->rank, t->shape, shape, sizeof(shape)),
+            count);
     }
-    t->byte_size = t->dtype == MI_DTYPE_BYTES
-                       ? n_bytes
-                       : count * mi_dtype_size(t->dtype);
-    t->data = mi_arena_alloc(&d->req->arena,
-                             t->byte_size > 0 ? t->byte_size : 1);
+    t->byte_size =
+        t->dtype == MI_DTYPE_BYTES ? n_bytes : count * mi_dtype_size(t->dtype);
+    t->data =
+        mi_arena_alloc(&d->req->arena, t->byte_size > 0 ? t->byte_size : 1);
     if (t->data == NULL) {
         return mi_error_set(err, MI_ENOMEM, "input '%s': out of memory",
                             t->name);
     }
     f = (oip_json_fill){
-        .name = t->name, .wire = wire, .want = t->dtype, .dst = t->data,
+        .name = t->name,
+        .wire = wire,
+        .want = t->dtype,
+        .dst  = t->data,
     };
     return oip_json_fill_values(&f, data, err);
 }
@@ -484,18 +484,18 @@ oip_json_decode_blob(oip_json_decoder *d, size_t size, mi_dtype wire,
     } else {
         size_t need = count * mi_dtype_size(wire);
         if (size != need) {
-            return mi_error_set(err, MI_EINVAL,
-                                "input '%s': binary_data_size is %zu, but "
-                                "shape %s of %s needs %zu bytes",
-                                t->name, size,
-                                mi_shape_str(t->rank, t->shape, shape,
-                                             sizeof(shape)),
-                                mi_oip_datatype_name(wire), need);
+            return mi_error_set(
+                err, MI_EINVAL,
+                "input '%s': binary_data_size is %zu, but "
+                "shape %s of %s needs %zu bytes",
+                t->name, size,
+                mi_shape_str(t->rank, t->shape, shape, sizeof(shape)),
+                mi_oip_datatype_name(wire), need);
         }
         t->byte_size = count * mi_dtype_size(t->dtype);
     }
-    t->data = mi_arena_alloc(&d->req->arena,
-                             t->byte_size > 0 ? t->byte_size : 1);
+    t->data =
+        mi_arena_alloc(&d->req->arena, t->byte_size > 0 ? t->byte_size : 1);
     if (t->data == NULL) {
         return mi_error_set(err, MI_ENOMEM, "input '%s': out of memory",
                             t->name);
@@ -536,8 +536,10 @@ oip_json_decode_input(oip_json_decoder *d, const json_t *in, size_t index,
     int                   k;
 
     if (!json_is_object(in)) {
-        return mi_error_set(err, MI_EINVAL, "inputs[%zu] is %s, not an "
-                            "object", index, oip_json_kind(in));
+        return mi_error_set(err, MI_EINVAL,
+                            "inputs[%zu] is %s, not an "
+                            "object",
+                            index, oip_json_kind(in));
     }
     jname = json_object_get(in, "name");
     if (!json_is_string(jname)) {
@@ -553,8 +555,7 @@ oip_json_decode_input(oip_json_decoder *d, const json_t *in, size_t index,
                             oip_json_names(d->inputs, have, sizeof(have)));
     }
     if (seen[k]) {
-        return mi_error_set(err, MI_EINVAL, "input '%s' appears twice",
-                            name);
+        return mi_error_set(err, MI_EINVAL, "input '%s' appears twice", name);
     }
     seen[k] = true;
     spec    = &d->inputs->tensors[k];
@@ -566,8 +567,7 @@ oip_json_decode_input(oip_json_decoder *d, const json_t *in, size_t index,
     jtype = json_object_get(in, "datatype");
     if (!json_is_string(jtype)) {
         return mi_error_set(err, MI_EINVAL,
-                            "input '%s': 'datatype' must be a string",
-                            name);
+                            "input '%s': 'datatype' must be a string", name);
     }
     wire = mi_oip_datatype_parse(json_string_value(jtype));
     if (wire == MI_DTYPE_INVALID) {
@@ -591,8 +591,7 @@ oip_json_decode_input(oip_json_decoder *d, const json_t *in, size_t index,
     params = json_object_get(in, "parameters");
     if (params != NULL && !json_is_object(params)) {
         return mi_error_set(err, MI_EINVAL,
-                            "input '%s': 'parameters' must be an object",
-                            name);
+                            "input '%s': 'parameters' must be an object", name);
     }
     if (params != NULL) {
         jsize = json_object_get(params, "binary_data_size");
@@ -611,8 +610,8 @@ oip_json_decode_input(oip_json_decoder *d, const json_t *in, size_t index,
                                 "binary_data_size",
                                 name);
         }
-        return oip_json_decode_blob(d, (size_t)json_integer_value(jsize),
-                                    wire, (size_t)count, t, err);
+        return oip_json_decode_blob(d, (size_t)json_integer_value(jsize), wire,
+                                    (size_t)count, t, err);
     }
     if (data == NULL) {
         return mi_error_set(err, MI_EINVAL,
@@ -677,10 +676,8 @@ oip_json_decode_outputs(oip_json_decoder *d, const json_t *root,
         if (mi_format_find(d->outputs, name) < 0) {
             char have[200];
             return mi_error_set(err, MI_EINVAL,
-                                "unknown output '%.64s' (expected: %s)",
-                                name,
-                                oip_json_names(d->outputs, have,
-                                               sizeof(have)));
+                                "unknown output '%.64s' (expected: %s)", name,
+                                oip_json_names(d->outputs, have, sizeof(have)));
         }
         for (uint32_t j = 0; j < out->n_outputs; j++) {
             if (strcmp(out->outputs[j].name, name) == 0) {
@@ -755,8 +752,7 @@ oip_json_decode_root(oip_json_decoder *d, const json_t *root,
                             "'inputs' must be a non-empty array");
     }
     for (size_t i = 0; i < json_array_size(inputs); i++) {
-        rc = oip_json_decode_input(d, json_array_get(inputs, i), i, seen,
-                                   err);
+        rc = oip_json_decode_input(d, json_array_get(inputs, i), i, seen, err);
         if (rc != MI_OK) {
             return rc;
         }
@@ -787,12 +783,10 @@ oip_json_decode_root(oip_json_decoder *d, const json_t *root,
 
 mi_status
 mi_codec_oip_json_decode_request(const mi_format *inputs,
-                                 const mi_format *outputs,
-                                 const uint8_t *body, size_t len,
-                                 bool has_binary, size_t json_len,
-                                 mi_request *req,
-                                 mi_codec_oip_json_request *out,
-                                 mi_error *err)
+                                 const mi_format *outputs, const uint8_t *body,
+                                 size_t len, bool has_binary, size_t json_len,
+                                 mi_request                *req,
+                                 mi_codec_oip_json_request *out, mi_error *err)
 {
     oip_json_decoder          d;
     mi_codec_oip_json_request info;
@@ -862,7 +856,7 @@ oip_json_fits_json(const mi_tensor *t, size_t count)
         }
         return true;
     case MI_DTYPE_BYTES: {
-        const uint8_t *p = t->data;
+        const uint8_t *p   = t->data;
         size_t         pos = 0;
         for (size_t i = 0; i < count; i++) {
             uint32_t len;
@@ -916,8 +910,8 @@ oip_json_check_output(const mi_tensor *t, size_t *count, mi_error *err)
     }
     if (t->byte_size != *count * mi_dtype_size(t->dtype)) {
         return mi_error_set(err, MI_EINTERNAL,
-                            "output '%s': %zu bytes for %zu elements",
-                            t->name, t->byte_size, *count);
+                            "output '%s': %zu bytes for %zu elements", t->name,
+                            t->byte_size, *count);
     }
     return MI_OK;
 }
@@ -996,8 +990,7 @@ mi_codec_oip_json_encode_response(const mi_codec_oip_json_request *info,
         bool             want_binary;
 
         if (info->n_outputs > 0) {
-            int k = mi_tensor_list_find(&req->outputs,
-                                        info->outputs[i].name);
+            int k = mi_tensor_list_find(&req->outputs, info->outputs[i].name);
             if (k < 0) {
                 return mi_error_set(err, MI_EINTERNAL,
                                     "output '%s' is missing from the "
@@ -1034,13 +1027,11 @@ mi_codec_oip_json_encode_response(const mi_codec_oip_json_request *info,
         mi_buf_appendf(out, ",\"datatype\":\"%s\",\"shape\":[",
                        mi_oip_datatype_name(t->dtype));
         for (int32_t j = 0; j < t->rank; j++) {
-            mi_buf_appendf(out, j == 0 ? "%" PRId64 : ",%" PRId64,
-                           t->shape[j]);
+            mi_buf_appendf(out, j == 0 ? "%" PRId64 : ",%" PRId64, t->shape[j]);
         }
         mi_buf_append(out, "]", 1);
         if (is_binary[i]) {
-            mi_buf_appendf(out,
-                           ",\"parameters\":{\"binary_data_size\":%zu}}",
+            mi_buf_appendf(out, ",\"parameters\":{\"binary_data_size\":%zu}}",
                            t->byte_size);
         } else {
             mi_buf_appends(out, ",\"data\":");

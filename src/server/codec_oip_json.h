@@ -50,9 +50,12 @@ typedef struct mi_codec_oip_json_output {
 
 /* What a request asks of its response, decoded with its inputs. */
 typedef struct mi_codec_oip_json_request {
-    const char *id;             /* the client's id, in req->arena; or NULL */
-    bool        is_binary_all;  /* parameters.binary_data_output */
-    uint32_t    n_outputs;      /* outputs asked for; 0: every output */
+    /* The client's id, in req->arena; or NULL. */
+    const char *id;
+    /* parameters.binary_data_output: the default of every output. */
+    bool is_binary_all;
+    /* The outputs asked for, in order; none: every output. */
+    uint32_t                 n_outputs;
     mi_codec_oip_json_output outputs[MI_MAX_TENSORS];
 } mi_codec_oip_json_request;
 
@@ -66,13 +69,10 @@ typedef struct mi_codec_oip_json_request {
  * malformed JSON (with jansson's line and column) and for anything that
  * does not fit the declared format; MI_ENOMEM.
  */
-mi_status mi_codec_oip_json_decode_request(const mi_format *inputs,
-                                           const mi_format *outputs,
-                                           const uint8_t *body, size_t len,
-                                           bool has_binary, size_t json_len,
-                                           mi_request *req,
-                                           mi_codec_oip_json_request *out,
-                                           mi_error *err);
+mi_status mi_codec_oip_json_decode_request(
+    const mi_format *inputs, const mi_format *outputs, const uint8_t *body,
+    size_t len, bool has_binary, size_t json_len, mi_request *req,
+    mi_codec_oip_json_request *out, mi_error *err);
 
 /*
  * Appends the response to a finished request (req->outputs) to `out`:
@@ -82,10 +82,11 @@ mi_status mi_codec_oip_json_decode_request(const mi_format *inputs,
  * are borrowed.  MI_EINTERNAL when an output the client asked for is
  * missing or malformed; MI_ENOMEM.
  */
-mi_status mi_codec_oip_json_encode_response(
-    const mi_codec_oip_json_request *info, const char *model,
-    const char *version, const mi_request *req, mi_buf *out,
-    size_t *json_len, mi_error *err);
+mi_status
+mi_codec_oip_json_encode_response(const mi_codec_oip_json_request *info,
+                                  const char *model, const char *version,
+                                  const mi_request *req, mi_buf *out,
+                                  size_t *json_len, mi_error *err);
 
 /*
  * Appends `s` (n bytes) as a JSON string literal, quotes included.

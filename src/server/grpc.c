@@ -19,8 +19,9 @@
  *   - at most one RECV_MESSAGE and one SEND_MESSAGE are outstanding, as the
  *     core requires; responses wait in a ring until the send slot is free;
  *   - reads pause while `max_stream_in_flight` requests are in the
- *     pipeline, so a fast client is held back by HTTP/2 flow control
- *     instead of making the server buffer without limit;
+ *     pipeline or their responses wait to be sent, so a fast client (or
+ *     one that does not read) is held back by HTTP/2 flow control instead
+ *     of making the server buffer without limit;
  *   - the status goes out once the client half-closed (OK) or a message
  *     failed (INVALID_ARGUMENT...), after every earlier response was sent;
  *     on ModelStreamInfer a failed message is answered with error_message
@@ -218,7 +219,9 @@ grpc_stream_start_locked(grpc_stream *s, const grpc_op *ops, size_t n,
 {
     grpc_call_error e = grpc_call_start_batch(s->call, ops, n, tag, NULL);
     if (e != GRPC_CALL_OK) {
-        MI_LOG_WARN("grpc", "start_batch failed: %d", (int)e);
+        MI_LOG_WARN("grpc", "start_batch failed: error=%d op=%d n=%zu "
+                    "protocol=%d", (int)e, (int)ops[0].op, n,
+                    (int)s->protocol);
         return false;
     }
     s->refs++;
@@ -295,14 +298,16 @@ grpc_stream_pump_locked(grpc_stream *s)
     }
     if (!s->is_recv_pending && !s->is_half_closed && !s->is_failed &&
         !s->is_status_started &&
-        !is_dead && s->in_flight < s->srv->opts.max_stream_in_flight &&
+        !is_dead &&
+        s->in_flight + s->ring_n < s->srv->opts.max_stream_in_flight &&
         atomic_load(&s->srv->is_accepting)) {
         grpc_stream_start_recv_locked(s);
     }
     if ((s->is_half_closed || s->is_failed ||
          !atomic_load(&s->srv->is_accepting)) &&
         s->in_flight == 0 && !s->is_send_pending && s->ring_n == 0 &&
-        !is_dead) {
+        !s->is_closed && !s->is_status_started) {
+        /* Not is_dead: a unary send above may have just sent the status. */
         grpc_stream_start_status_locked(s);
     }
 }

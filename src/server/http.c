@@ -59,7 +59,7 @@ typedef enum http_state {
 
 typedef struct http_exchange {
     mi_http_server        *hs;
-    struct MHD_Connection *conn;    /* NULL once libmicrohttpd let go */
+    struct MHD_Connection *conn; /* NULL once libmicrohttpd let go */
     pthread_mutex_t        lock;
     uint32_t               refs;
     http_state             state;
@@ -80,10 +80,10 @@ struct mi_http_server {
     MHD_socket         listen_fd; /* ours to close once quiesced */
     atomic_bool        is_stopping;
 
-    pthread_mutex_t    lock;
-    pthread_cond_t     cond;
-    uint32_t           n_pending; /* exchanges in the pipeline */
-    uint32_t           n_active;  /* exchanges libmicrohttpd still holds */
+    pthread_mutex_t lock;
+    pthread_cond_t  cond;
+    uint32_t        n_pending; /* exchanges in the pipeline */
+    uint32_t        n_active;  /* exchanges libmicrohttpd still holds */
 };
 
 /* ---- Exchanges ---- */
@@ -147,11 +147,12 @@ http_server_pending_done(mi_http_server *hs)
 static bool
 http_content_length(struct MHD_Connection *conn, size_t *out)
 {
-    const char        *s = MHD_lookup_connection_value(
-        conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char        *s;
     char              *end = NULL;
     unsigned long long v;
 
+    s = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                    MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (s == NULL || *s == '\0') {
         return false;
     }
@@ -309,8 +310,7 @@ http_exchange_submit(http_exchange *ex)
     MI_LOG_DEBUG("http", "submit: %s", err.msg);
     mi_request_destroy(req);
     ex->job.status = rc;
-    mi_routes_reply_error(&ex->reply, (unsigned)mi_status_http(rc),
-                          err.msg);
+    mi_routes_reply_error(&ex->reply, (unsigned)mi_status_http(rc), err.msg);
     return http_exchange_send(ex);
 }
 
@@ -448,14 +448,15 @@ mi_status
 mi_http_server_create(mi_server *srv, const mi_http_options *opts,
                       mi_http_server **out, mi_error *err)
 {
-    mi_http_server         *hs;
-    struct addrinfo         hints;
-    struct addrinfo        *ai = NULL;
-    struct sockaddr_storage addr;
+    mi_http_server             *hs;
+    struct addrinfo             hints;
+    struct addrinfo            *ai = NULL;
+    struct sockaddr_storage     addr;
     const union MHD_DaemonInfo *info;
-    unsigned int            flags;
-    char                    port[16];
-    int                     rc;
+    struct MHD_OptionItem       pool[2];
+    unsigned int                flags;
+    char                        port[16];
+    int                         rc;
 
     memset(&hints, 0, sizeof(hints));
     hints.ai_family   = AF_UNSPEC;
@@ -491,20 +492,26 @@ mi_http_server_create(mi_server *srv, const mi_http_options *opts,
     if (addr.ss_family == AF_INET6) {
         flags |= MHD_USE_IPv6;
     }
+    /* A pool of one is no pool: libmicrohttpd warns, so leave it out. */
+    memset(pool, 0, sizeof(pool));
+    pool[0].option = MHD_OPTION_END;
+    if (opts->n_threads > 1) {
+        pool[0].option = MHD_OPTION_THREAD_POOL_SIZE;
+        pool[0].value  = (intptr_t)opts->n_threads;
+        pool[1].option = MHD_OPTION_END;
+    }
     hs->daemon = MHD_start_daemon(
         flags, (uint16_t)opts->port, NULL, NULL, http_on_request, hs,
         /* First, so that every later message goes to our log. */
-        MHD_OPTION_EXTERNAL_LOGGER, http_on_log, hs,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)(opts->n_threads > 1 ? opts->n_threads : 0),
-        MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, hs, MHD_OPTION_END);
+        MHD_OPTION_EXTERNAL_LOGGER, http_on_log, hs, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
+        http_on_completed, hs, MHD_OPTION_ARRAY, pool, MHD_OPTION_END);
     if (hs->daemon == NULL) {
         mi_http_server_destroy(hs);
         return mi_error_set(err, MI_EIO, "http: cannot listen on %s:%d",
                             opts->address, opts->port);
     }
-    info = MHD_get_daemon_info(hs->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    info     = MHD_get_daemon_info(hs->daemon, MHD_DAEMON_INFO_BIND_PORT);
     hs->port = info != NULL ? (int)info->port : opts->port;
     *out     = hs;
     return MI_OK;
@@ -563,8 +570,7 @@ mi_http_server_destroy(mi_http_server *s)
             }
         }
         if (s->n_active > 0) {
-            MI_LOG_DEBUG("http", "closing %u unfinished requests",
-                         s->n_active);
+            MI_LOG_DEBUG("http", "closing %u unfinished requests", s->n_active);
         }
         pthread_mutex_unlock(&s->lock);
         MHD_stop_daemon(s->daemon);

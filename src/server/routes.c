@@ -25,8 +25,8 @@
 
 #define ROUTES_NAME_MAX 256 /* longest model name or version in a path */
 
-#define ROUTES_CT_JSON    "application/json"
-#define ROUTES_CT_BINARY  "application/octet-stream"
+#define ROUTES_CT_JSON "application/json"
+#define ROUTES_CT_BINARY "application/octet-stream"
 #define ROUTES_CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
 
 /* What a handler gets: the request and the path segments it matched. */
@@ -38,8 +38,8 @@ typedef struct routes_call {
 } routes_call;
 
 typedef mi_routes_result (*routes_fn)(const routes_call *c,
-                                      mi_http_reply *reply,
-                                      mi_routes_infer *job);
+                                      mi_http_reply     *reply,
+                                      mi_routes_infer   *job);
 
 typedef enum routes_method {
     ROUTES_GET  = 1, /* and HEAD */
@@ -115,8 +115,7 @@ routes_find_model(const routes_call *c, bool need_ready, mi_pipeline **p,
 
     mi_error_clear(&err);
     rc = mi_server_find_model(c->srv, c->model, c->version, p, &err);
-    if (rc == MI_EUNAVAIL && !need_ready &&
-        routes_pipeline(c->srv) != NULL) {
+    if (rc == MI_EUNAVAIL && !need_ready && routes_pipeline(c->srv) != NULL) {
         /* The name and version matched: only readiness is missing. */
         *p = routes_pipeline(c->srv);
         return true;
@@ -184,8 +183,7 @@ routes_append_tensors(mi_buf *b, const mi_format *fmt)
             mi_buf_appends(b, "-1");
         }
         for (int32_t j = 0; j < s->rank; j++) {
-            mi_buf_appendf(b, j == 0 ? "%" PRId64 : ",%" PRId64,
-                           s->shape[j]);
+            mi_buf_appendf(b, j == 0 ? "%" PRId64 : ",%" PRId64, s->shape[j]);
         }
         mi_buf_appends(b, "]}");
     }
@@ -241,8 +239,8 @@ routes_model_ready(const routes_call *c, mi_http_reply *reply,
 /* ---- Statistics and metrics ---- */
 
 static void
-routes_append_duration(mi_buf *b, const char *key, uint64_t count,
-                       uint64_t ns, bool is_last)
+routes_append_duration(mi_buf *b, const char *key, uint64_t count, uint64_t ns,
+                       bool is_last)
 {
     mi_buf_appendf(b, "\"%s\":{\"count\":%" PRIu64 ",\"ns\":%" PRIu64 "}%s",
                    key, count, ns, is_last ? "" : ",");
@@ -269,14 +267,13 @@ routes_append_stats(mi_buf *b, mi_pipeline *p)
     routes_append_duration(b, "success", st.success_count, st.success_ns,
                            false);
     routes_append_duration(b, "fail", st.fail_count, st.fail_ns, false);
-    routes_append_duration(b, "queue", n, st.stage_ns[MI_STAGE_QUEUE],
-                           false);
+    routes_append_duration(b, "queue", n, st.stage_ns[MI_STAGE_QUEUE], false);
     routes_append_duration(b, "compute_input", n, st.stage_ns[MI_STAGE_PRE],
                            false);
-    routes_append_duration(b, "compute_infer", n,
-                           st.stage_ns[MI_STAGE_INFER], false);
-    routes_append_duration(b, "compute_output", n,
-                           st.stage_ns[MI_STAGE_POST], true);
+    routes_append_duration(b, "compute_infer", n, st.stage_ns[MI_STAGE_INFER],
+                           false);
+    routes_append_duration(b, "compute_output", n, st.stage_ns[MI_STAGE_POST],
+                           true);
     mi_buf_appends(b, "}}");
 }
 
@@ -312,8 +309,7 @@ routes_all_stats(const routes_call *c, mi_http_reply *reply,
 }
 
 static mi_routes_result
-routes_metrics(const routes_call *c, mi_http_reply *reply,
-               mi_routes_infer *job)
+routes_metrics(const routes_call *c, mi_http_reply *reply, mi_routes_infer *job)
 {
     mi_pipeline      *p = routes_pipeline(c->srv);
     mi_model_metrics *m = p != NULL ? mi_pipeline_metrics(p) : NULL;
@@ -327,8 +323,7 @@ routes_metrics(const routes_call *c, mi_http_reply *reply,
 /* ---- Inference ---- */
 
 static mi_routes_result
-routes_infer(const routes_call *c, mi_http_reply *reply,
-             mi_routes_infer *job)
+routes_infer(const routes_call *c, mi_http_reply *reply, mi_routes_infer *job)
 {
     const mi_routes_request *in = c->in;
     mi_pipeline             *p;
@@ -344,18 +339,18 @@ routes_infer(const routes_call *c, mi_http_reply *reply,
     mi_error_clear(&err);
     rc = MI_OK;
     if (in->header_len != NULL) {
-        rc = mi_str_to_i64(in->header_len, 0, INT64_MAX,
-                           "Inference-Header-Content-Length", &header_len,
-                           &err);
+        rc =
+            mi_str_to_i64(in->header_len, 0, INT64_MAX,
+                          "Inference-Header-Content-Length", &header_len, &err);
     }
     if (rc == MI_OK) {
         rc = mi_request_create(&req, &err);
     }
     if (rc == MI_OK) {
         rc = mi_codec_oip_json_decode_request(
-            mi_pipeline_input_format(p), mi_pipeline_output_format(p),
-            in->body, in->body_len, in->header_len != NULL,
-            (size_t)header_len, req, &job->info, &err);
+            mi_pipeline_input_format(p), mi_pipeline_output_format(p), in->body,
+            in->body_len, in->header_len != NULL, (size_t)header_len, req,
+            &job->info, &err);
     }
     if (rc != MI_OK) {
         MI_LOG_DEBUG("http", "infer '%s': %s", c->model, err.msg);
@@ -373,7 +368,7 @@ mi_routes_infer_finish(mi_routes_infer *job, const mi_request *req,
                        mi_http_reply *reply)
 {
     mi_error  err;
-    mi_status rc = req->status;
+    mi_status rc       = req->status;
     size_t    json_len = 0;
 
     mi_error_clear(&err);
@@ -473,7 +468,7 @@ mi_routes_result
 mi_routes_handle(mi_server *srv, const mi_routes_request *in,
                  mi_http_reply *reply, mi_routes_infer *job)
 {
-    routes_method method = 0;
+    routes_method method  = 0;
     unsigned      allowed = 0;
     char          msg[MI_ERROR_MAX];
 
@@ -499,8 +494,7 @@ mi_routes_handle(mi_server *srv, const mi_routes_request *in,
         }
         if (model.len >= sizeof(model_buf) ||
             version.len >= sizeof(version_buf)) {
-            snprintf(msg, sizeof(msg), "unknown model '%.64s...'",
-                     model.s);
+            snprintf(msg, sizeof(msg), "unknown model '%.64s...'", model.s);
             routes_fail(reply, MI_ENOTFOUND, msg);
             return MI_ROUTES_REPLY;
         }
@@ -510,12 +504,11 @@ mi_routes_handle(mi_server *srv, const mi_routes_request *in,
             memcpy(version_buf, version.s, version.len);
         }
         version_buf[version.len] = '\0';
-        c = (routes_call){
-            .srv     = srv,
-            .in      = in,
-            .model   = model_buf,
-            .version = version.s != NULL ? version_buf : NULL,
-        };
+
+        c.srv     = srv;
+        c.in      = in;
+        c.model   = model_buf;
+        c.version = version.s != NULL ? version_buf : NULL;
         return e->fn(&c, reply, job);
     }
     if (allowed != 0) {

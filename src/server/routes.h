@@ -45,10 +45,10 @@ typedef struct mi_http_reply {
 /* A complete request, as the transport received it; all borrowed. */
 typedef struct mi_routes_request {
     const char    *method;
-    const char    *path;        /* percent-decoded, without the query */
-    const uint8_t *body;        /* never NULL, even when body_len is 0 */
+    const char    *path; /* percent-decoded, without the query */
+    const uint8_t *body; /* never NULL, even when body_len is 0 */
     size_t         body_len;
-    const char    *header_len;  /* Inference-Header-Content-Length, or NULL */
+    const char    *header_len; /* Inference-Header-Content-Length, or NULL */
 } mi_routes_request;
 
 /* An inference request on its way through the transport. */
@@ -56,7 +56,8 @@ typedef struct mi_routes_infer {
     mi_pipeline *pipeline; /* borrowed: the model, once it was found */
     mi_request  *req;      /* decoded and ready to submit, or NULL */
     mi_status    status;   /* the outcome, for the metrics */
-    mi_codec_oip_json_request info; /* what the response must hold */
+    /* What the response must hold (output selection, id). */
+    mi_codec_oip_json_request info;
 } mi_routes_infer;
 
 typedef enum mi_routes_result {

@@ -578,7 +578,7 @@ def case_error_values(t):
     flat = list(t.windows[0]["flat"])
     flat[5] = 1.5
     r = t.curl.post_json(infer_path(), infer_doc(flat))
-    expect_error(r, 400, f"input '{INPUT}'", "index 5", "not an integer")
+    expect_error(r, 400, f"input '{INPUT}'", "index 5", "not a JSON integer")
 
 
 def case_error_bad_json(t):
@@ -673,8 +673,6 @@ def case_stats_count_inferences(t):
     moves = {
         "inference_count": after["inference_count"]
         - before["inference_count"],
-        "execution_count": after["execution_count"]
-        - before["execution_count"],
         "success.count": a["success"]["count"] - b["success"]["count"],
         "fail.count": a["fail"]["count"] - b["fail"]["count"],
     }
@@ -683,6 +681,10 @@ def case_stats_count_inferences(t):
     want = {k: n_ok for k in moves}
     want["fail.count"] = n_bad
     check(moves == want, f"counts moved by {moves!r}, want {want!r}")
+    # A model execution may serve several requests (batching).
+    executions = after["execution_count"] - before["execution_count"]
+    check(1 <= executions <= n_ok,
+          f"execution_count moved by {executions}, want 1 to {n_ok}")
     check(a["success"]["ns"] > b["success"]["ns"]
           and a["compute_infer"]["ns"] > b["compute_infer"]["ns"],
           "durations did not grow")
@@ -752,7 +754,7 @@ CASES = [
 
 # ---- Small-limit server ----
 
-def small_limit_cases(t):
+def small_limit_cases():
     """Cases for the server started with --max-message-bytes 1024."""
 
     def too_large(tt):
@@ -893,7 +895,7 @@ def main(argv):
         if any(tally.wanted(n) for n, _ in cases):
             serve_and_run(tally, "", args, args.server_arg, cases, windows,
                           version, workdir)
-        small = small_limit_cases(None)
+        small = small_limit_cases()
         if any(tally.wanted("small_limit." + n) for n, _ in small):
             serve_and_run(tally, "small_limit.", args,
                           [*args.server_arg, "--max-message-bytes",
