@@ -630,6 +630,13 @@ static const char health_check[] = "/grpc.health.v1.Health/Check";
         }                                                                    \
     } while (0)
 
+const char *
+mi_codec_oip_request_id(const mi_request *req)
+{
+    const oip_state *st = req->transport_data;
+    return st != NULL ? st->id : NULL;
+}
+
 void
 mi_codec_oip_stream_error(const char *message, mi_buf *out)
 {

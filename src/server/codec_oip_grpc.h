@@ -38,6 +38,10 @@ size_t mi_codec_oip_response_size(mi_request *req, mi_pipeline *p,
 void   mi_codec_oip_response_write(void *scratch, bool is_stream,
                                    uint8_t *out);
 
+/* The OIP id of a request decoded by mi_codec_oip_decode_request (in its
+ * arena), or NULL when none was decoded. */
+const char *mi_codec_oip_request_id(const mi_request *req);
+
 /* A ModelStreamInferResponse carrying only error_message (for a stream
  * whose request failed: the stream goes on). */
 void mi_codec_oip_stream_error(const char *message, mi_buf *out);

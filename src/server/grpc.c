@@ -413,19 +413,25 @@ grpc_stream_request_failed_locked(grpc_stream *s, mi_status code,
 
 /* The client-facing text of a request's error: names its id. */
 static void
-grpc_error_text(const grpc_stream *s, int64_t id, const mi_error *err,
-                char *msg, size_t size)
+grpc_error_text(const grpc_stream *s, int64_t id, const char *oip_id,
+                const mi_error *err, char *msg, size_t size)
 {
     if (s->protocol == GRPC_PROTOCOL_EXTENDED ||
         s->protocol == GRPC_PROTOCOL_BASIC) {
         if (strncmp(err->msg, "request", 7) == 0) {
             snprintf(msg, size, "%s", err->msg);
-        } else {
+        } else if (id >= 0) {
             snprintf(msg, size, "request id=%" PRId64 ": %s", id, err->msg);
+        } else {
+            snprintf(msg, size, "request (id unknown): %s", err->msg);
         }
         return;
     }
-    snprintf(msg, size, "%s", err->msg);
+    if (oip_id != NULL && oip_id[0] != '\0') {
+        snprintf(msg, size, "request id='%s': %s", oip_id, err->msg);
+    } else {
+        snprintf(msg, size, "%s", err->msg);
+    }
 }
 
 /* Worker thread: the pipeline hands the request back. */
@@ -448,7 +454,8 @@ grpc_stream_on_done(mi_request *req, void *user)
         }
     }
     if (rc != MI_OK) {
-        grpc_error_text(s, req->id, &err, msg, sizeof(msg));
+        grpc_error_text(s, req->id, mi_codec_oip_request_id(req), &err, msg,
+                        sizeof(msg));
         MI_LOG_WARN("grpc", "%s", msg);
     }
     mi_metrics_request_done(metrics, grpc_metrics_protocol(s->protocol), rc,
@@ -481,6 +488,7 @@ grpc_decode(grpc_stream *s, const uint8_t *data, size_t len, mi_request *req,
     *p = ctx->pipeline;
     if (*p == NULL && s->protocol != GRPC_PROTOCOL_OIP_STREAM &&
         s->protocol != GRPC_PROTOCOL_OIP_INFER) {
+        req->id = mi_codec_peek_id(data, len); /* for the message */
         return mi_error_set(err, MI_EUNAVAIL,
                             "not ready: the pipeline is loading");
     }
@@ -601,8 +609,9 @@ grpc_stream_on_recv(grpc_stream *s, bool ok)
     }
     if (rc != MI_OK) {
         char msg[MI_ERROR_MAX + 32];
-        grpc_error_text(s, req != NULL ? req->id : -1, &err, msg,
-                        sizeof(msg));
+        grpc_error_text(s, req != NULL ? req->id : -1,
+                        req != NULL ? mi_codec_oip_request_id(req) : NULL,
+                        &err, msg, sizeof(msg));
         MI_LOG_DEBUG("grpc", "%s", msg);
         if (metrics != NULL) {
             mi_metrics_request_done(metrics,

@@ -692,8 +692,7 @@ def main(argv):
 
 def run(args, pipeline, cfg, windows, pb):
     res = Results()
-    srv = mi_server.Server(args.binary, pipeline,
-                           ["--http-port", "0", *args.server_arg])
+    srv = mi_server.Server(args.binary, pipeline, args.server_arg)
     try:
         srv.__enter__()
     except mi_server.ServerError as e:

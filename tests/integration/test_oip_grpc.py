@@ -928,8 +928,7 @@ def main(argv):
         print("0 passed, 1 failed")
         return 1
 
-    srv = mi_server.Server(args.binary, args.pipeline,
-                           ["--http-port", "0", *args.server_arg])
+    srv = mi_server.Server(args.binary, args.pipeline, args.server_arg)
     try:
         srv.__enter__()
     except mi_server.ServerError as e:
