@@ -92,7 +92,7 @@ fi
 SERVER=$BUILD_DIR/modinfer
 CLIENT=$BUILD_DIR/bench/mi-bench-fall
 INPROC=$BUILD_DIR/bench/mi-bench-fall-inprocess
-PIPELINE=$ROOT/examples/fall-detection/pipeline.json
+PIPELINE=${PIPELINE:-$ROOT/examples/fall-detection/pipeline.json}
 for f in "$SERVER" "$CLIENT" "$INPROC"; do
     if [ ! -x "$f" ]; then
         log "missing $f (build with gRPC and ONNX Runtime on)"

@@ -253,6 +253,72 @@ config_parse_model(json_t *root, const char *file, mi_pipeline_config *cfg,
     return MI_OK;
 }
 
+/* An integer in [lo, hi] at obj.key (absent: *out unchanged). */
+static mi_status
+config_get_int(json_t *obj, const char *where, const char *key, int64_t lo,
+               int64_t hi, int64_t *out, mi_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL) {
+        return MI_OK;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < lo ||
+        json_integer_value(v) > hi) {
+        return mi_error_set(err, MI_EINVAL,
+                            "%s.%s: expected an integer from %lld to %lld",
+                            where, key, (long long)lo, (long long)hi);
+    }
+    *out = (int64_t)json_integer_value(v);
+    return MI_OK;
+}
+
+static mi_status
+config_parse_batching(json_t *root, mi_pipeline_config *cfg, mi_error *err)
+{
+    static const char *const keys[] = {"max_batch_size", "max_queue_delay_us",
+                                       "preferred_batch_sizes", NULL};
+    json_t *b = json_object_get(root, "batching");
+    json_t *pref;
+
+    cfg->max_batch_size = 1;
+    if (b == NULL) {
+        return MI_OK;
+    }
+    if (!json_is_object(b)) {
+        return mi_error_set(err, MI_EINVAL, "batching: expected an object");
+    }
+    if (config_check_keys(b, "batching", keys, err) != MI_OK ||
+        config_get_int(b, "batching", "max_batch_size", 1, 4096,
+                       &cfg->max_batch_size, err) != MI_OK ||
+        config_get_int(b, "batching", "max_queue_delay_us", 0, 10000000,
+                       &cfg->max_queue_delay_us, err) != MI_OK) {
+        return MI_EINVAL;
+    }
+    pref = json_object_get(b, "preferred_batch_sizes");
+    if (pref != NULL) {
+        size_t n = json_is_array(pref) ? json_array_size(pref) : 0;
+        if (!json_is_array(pref) || n > 16) {
+            return mi_error_set(err, MI_EINVAL,
+                                "batching.preferred_batch_sizes: expected an "
+                                "array of at most 16 sizes");
+        }
+        for (size_t i = 0; i < n; i++) {
+            json_t *v = json_array_get(pref, i);
+            if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+                json_integer_value(v) > cfg->max_batch_size) {
+                return mi_error_set(err, MI_EINVAL,
+                                    "batching.preferred_batch_sizes[%zu]: "
+                                    "expected an integer from 1 to "
+                                    "max_batch_size (%lld)",
+                                    i, (long long)cfg->max_batch_size);
+            }
+            cfg->preferred_batch_sizes[i] = (uint32_t)json_integer_value(v);
+        }
+        cfg->n_preferred_batch_sizes = (uint32_t)n;
+    }
+    return MI_OK;
+}
+
 static mi_status
 config_parse_warmup(json_t *root, mi_pipeline_config *cfg, mi_error *err)
 {
@@ -288,7 +354,8 @@ mi_pipeline_config_parse(const char *text, const char *file,
 {
     static const char *const keys[] = {"name",  "version", "description",
                                        "input", "pre",     "model",
-                                       "post",  "warmup",  NULL};
+                                       "post",  "warmup",  "batching",
+                                       NULL};
     mi_pipeline_config *cfg;
     json_error_t        jerr;
     json_t             *inputs;
@@ -348,7 +415,8 @@ mi_pipeline_config_parse(const char *text, const char *file,
             goto fail;
         }
     }
-    if (config_parse_warmup(cfg->root, cfg, err) != MI_OK) {
+    if (config_parse_warmup(cfg->root, cfg, err) != MI_OK ||
+        config_parse_batching(cfg->root, cfg, err) != MI_OK) {
         goto fail;
     }
     /* The step lists allocate: keep their MI_ENOMEM apart from MI_EINVAL. */

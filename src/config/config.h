@@ -39,6 +39,11 @@ typedef struct mi_pipeline_config {
     size_t          n_post;
     mi_step_config *post;
     int64_t         warmup_runs; /* zero-filled runs before serving */
+    /* Dynamic batching; max_batch_size 1 turns it off. */
+    int64_t         max_batch_size;
+    int64_t         max_queue_delay_us;
+    uint32_t        n_preferred_batch_sizes;
+    uint32_t        preferred_batch_sizes[16];
     json_t         *root;        /* owns every json_t above */
 } mi_pipeline_config;
 

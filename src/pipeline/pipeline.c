@@ -41,7 +41,20 @@ typedef struct pipeline_worker {
     uint32_t     index;
     pthread_t    thread;
     void        *instance; /* backend instance, or NULL */
+    mi_request **batch;    /* max_batch_size slots */
 } pipeline_worker;
+
+/*
+ * The memory of one batched model run: the concatenated inputs and the
+ * model's outputs, which every request of the batch slices.  Each request
+ * holds a reference from its arena, so the outputs live until the last
+ * request of the batch is destroyed.
+ */
+typedef struct pipeline_batch {
+    mi_arena    arena;
+    mi_ctx      ctx;
+    atomic_uint refs;
+} pipeline_batch;
 
 struct mi_pipeline {
     mi_pipeline_config   *cfg; /* owned */
@@ -59,6 +72,7 @@ struct mi_pipeline {
     mi_format             model_out; /* with the batch size substituted */
     mi_format             input;     /* declared */
     mi_format             output;    /* after postprocessing */
+    bool                  is_batchable; /* batching on and possible */
 
     mi_model_metrics     *metrics; /* owned */
     mi_queue              queue;
@@ -317,6 +331,33 @@ pipeline_verify_model(mi_pipeline *p, const mi_format *fmt,
     return MI_OK;
 }
 
+/*
+ * Batching stacks requests along the model's first axis: every model input
+ * and output needs a dynamic first dimension and fixed-size elements.  A
+ * model without one runs request by request, which is said once here.
+ */
+static bool
+pipeline_can_batch(const mi_pipeline *p)
+{
+    const mi_format *fmts[2] = {&p->model_in, &p->model_out};
+    for (int f = 0; f < 2; f++) {
+        for (uint32_t i = 0; i < fmts[f]->n_tensors; i++) {
+            const mi_tensor_spec *t = &fmts[f]->tensors[i];
+            if (t->rank < 1 || t->dtype == MI_DTYPE_BYTES ||
+                t->shape[0] != -1) {
+                MI_LOG_WARN("pipeline",
+                            "'%s': batching is configured, but model %s "
+                            "'%s' has no dynamic first dimension: requests "
+                            "run one at a time",
+                            p->cfg->name, f == 0 ? "input" : "output",
+                            t->name);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
 static mi_status
 pipeline_load_model(mi_pipeline *p, mi_error *err)
 {
@@ -398,6 +439,8 @@ mi_pipeline_create(mi_pipeline_config *cfg, const mi_pipeline_options *opts,
     if (rc != MI_OK) {
         goto fail;
     }
+    /* Before verification gives the outputs their per-request sizes. */
+    p->is_batchable = cfg->max_batch_size > 1 && pipeline_can_batch(p);
 
     fmt = p->input;
     rc  = pipeline_verify_stages(p->pre, p->n_pre, &fmt, err);
@@ -522,46 +565,240 @@ pipeline_run_stages(const pipeline_stage *stages, size_t n, mi_ctx *ctx,
     return MI_OK;
 }
 
+/* Preprocessing: req->outputs becomes the tensors that reach the model. */
 static mi_status
-pipeline_run_request(mi_pipeline *p, void *instance, mi_request *req,
-                        mi_error *err)
+pipeline_run_pre(mi_pipeline *p, mi_request *req, mi_error *err)
 {
-    mi_tensor_list *cur = &req->outputs;
-    mi_tensor_list  model_in;
-    uint64_t        t0;
-    uint64_t        t1;
-    mi_status       rc;
+    uint64_t  t0 = mi_clock_ns();
+    mi_status rc;
 
-    t0 = mi_clock_ns();
-    pipeline_list_copy(cur, &req->inputs);
-    rc = pipeline_run_stages(p->pre, p->n_pre, &req->ctx, cur, err);
-    if (rc != MI_OK) {
-        return rc;
-    }
-    t1               = mi_clock_ns();
-    req->time_pre_ns = t1 - t0;
+    pipeline_list_copy(&req->outputs, &req->inputs);
+    rc = pipeline_run_stages(p->pre, p->n_pre, &req->ctx, &req->outputs, err);
+    req->time_pre_ns = mi_clock_ns() - t0;
+    return rc;
+}
 
-    model_in.n_tensors = 0;
+/* The model inputs among req->outputs, in the model's order. */
+static mi_status
+pipeline_model_inputs(const mi_pipeline *p, const mi_request *req,
+                      mi_tensor_list *in, mi_error *err)
+{
+    in->n_tensors = 0;
     for (uint32_t i = 0; i < p->model_in.n_tensors; i++) {
-        int k = mi_tensor_list_find(cur, p->model_in.tensors[i].name);
+        int k = mi_tensor_list_find(&req->outputs,
+                                    p->model_in.tensors[i].name);
         if (k < 0) {
             return mi_error_set(err, MI_EINTERNAL,
                                 "model input '%s' missing at run time",
                                 p->model_in.tensors[i].name);
         }
-        model_in.tensors[model_in.n_tensors++] = cur->tensors[k];
+        in->tensors[in->n_tensors++] = req->outputs.tensors[k];
     }
-    cur->n_tensors = 0;
-    rc = p->backend->backend->infer(p->model, instance, &req->ctx, &model_in,
-                                    cur, err);
-    t0                 = mi_clock_ns();
-    req->time_infer_ns = t0 - t1;
+    return MI_OK;
+}
+
+/* The model on one request: req->outputs becomes the model's outputs. */
+static mi_status
+pipeline_run_model(mi_pipeline *p, void *instance, mi_request *req,
+                   mi_error *err)
+{
+    mi_tensor_list in;
+    uint64_t       t0 = mi_clock_ns();
+    mi_status      rc = pipeline_model_inputs(p, req, &in, err);
+
     if (rc != MI_OK) {
         return rc;
     }
-    rc = pipeline_run_stages(p->post, p->n_post, &req->ctx, cur, err);
+    req->outputs.n_tensors = 0;
+    rc = p->backend->backend->infer(p->model, instance, &req->ctx, &in,
+                                    &req->outputs, err);
+    req->time_infer_ns = mi_clock_ns() - t0;
+    return rc;
+}
+
+static mi_status
+pipeline_run_post(mi_pipeline *p, mi_request *req, mi_error *err)
+{
+    uint64_t  t0 = mi_clock_ns();
+    mi_status rc = pipeline_run_stages(p->post, p->n_post, &req->ctx,
+                                       &req->outputs, err);
     req->time_post_ns = mi_clock_ns() - t0;
     return rc;
+}
+
+static mi_status
+pipeline_run_request(mi_pipeline *p, void *instance, mi_request *req,
+                     mi_error *err)
+{
+    mi_status rc = pipeline_run_pre(p, req, err);
+    if (rc == MI_OK) {
+        rc = pipeline_run_model(p, instance, req, err);
+    }
+    if (rc == MI_OK) {
+        rc = pipeline_run_post(p, req, err);
+    }
+    return rc;
+}
+
+/* ---- Batching ---- */
+
+static void
+pipeline_batch_unref(void *arg)
+{
+    pipeline_batch *b = arg;
+    if (atomic_fetch_sub(&b->refs, 1) == 1) {
+        mi_arena_fini(&b->arena);
+        mi_free(b);
+    }
+}
+
+/*
+ * Whether the model inputs of these requests can be concatenated along the
+ * first axis: same rank and the same sizes after the first dimension.
+ */
+static bool
+pipeline_batch_fits(const mi_pipeline *p, mi_request *const *reqs, size_t n)
+{
+    mi_tensor_list first;
+    mi_tensor_list other;
+
+    if (pipeline_model_inputs(p, reqs[0], &first, NULL) != MI_OK) {
+        return false;
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (pipeline_model_inputs(p, reqs[k], &other, NULL) != MI_OK) {
+            return false;
+        }
+        /* A request's inputs must agree on its number of rows. */
+        for (uint32_t i = 1; i < other.n_tensors; i++) {
+            if (other.tensors[i].rank < 1 || other.tensors[0].rank < 1 ||
+                other.tensors[i].shape[0] != other.tensors[0].shape[0]) {
+                return false;
+            }
+        }
+        for (uint32_t i = 0; i < first.n_tensors; i++) {
+            const mi_tensor *a = &first.tensors[i];
+            const mi_tensor *b = &other.tensors[i];
+            if (a->rank != b->rank || a->rank < 1 ||
+                memcmp(&a->shape[1], &b->shape[1],
+                       (size_t)(a->rank - 1) * sizeof(int64_t)) != 0) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/*
+ * Runs the model once for n preprocessed requests: their inputs are
+ * concatenated along the first axis, and each request's outputs become its
+ * rows of the model's outputs (no copy).
+ */
+static mi_status
+pipeline_run_batch(mi_pipeline *p, void *instance, mi_request *const *reqs,
+                   size_t n, mi_error *err)
+{
+    pipeline_batch *b = mi_malloc(sizeof(*b));
+    mi_tensor_list  in;
+    mi_tensor_list  out;
+    int64_t         total = 0;
+    uint64_t        t0    = mi_clock_ns();
+    uint64_t        dt;
+    mi_status       rc;
+
+    if (b == NULL) {
+        return mi_error_set(err, MI_ENOMEM, "batch: out of memory");
+    }
+    mi_arena_init(&b->arena);
+    mi_ctx_init(&b->ctx, &b->arena);
+    atomic_init(&b->refs, 1); /* ours, until the requests hold theirs */
+
+    rc = pipeline_model_inputs(p, reqs[0], &in, err);
+    for (uint32_t i = 0; rc == MI_OK && i < in.n_tensors; i++) {
+        mi_tensor      *t = &in.tensors[i];
+        mi_tensor_list  one;
+        int64_t         shape[MI_MAX_RANK];
+        unsigned char  *dst;
+
+        total = 0;
+        for (size_t k = 0; k < n; k++) {
+            pipeline_model_inputs(p, reqs[k], &one, NULL);
+            total += one.tensors[i].shape[0];
+        }
+        memcpy(shape, t->shape, sizeof(shape));
+        shape[0] = total;
+        rc = p->host->tensor_alloc(&b->ctx, t->name, t->dtype, t->rank,
+                                   shape, 0, t, err);
+        dst = t->data;
+        for (size_t k = 0; rc == MI_OK && k < n; k++) {
+            pipeline_model_inputs(p, reqs[k], &one, NULL);
+            memcpy(dst, one.tensors[i].data, one.tensors[i].byte_size);
+            dst += one.tensors[i].byte_size;
+        }
+    }
+    if (rc == MI_OK) {
+        out.n_tensors = 0;
+        rc = p->backend->backend->infer(p->model, instance, &b->ctx, &in,
+                                        &out, err);
+    }
+    for (uint32_t o = 0; rc == MI_OK && o < out.n_tensors; o++) {
+        if (out.tensors[o].rank < 1 || out.tensors[o].shape[0] != total) {
+            rc = mi_error_set(err, MI_EINTERNAL,
+                              "batch of %lld rows: model output '%s' has "
+                              "first dimension %lld",
+                              (long long)total, out.tensors[o].name,
+                              (long long)(out.tensors[o].rank > 0
+                                              ? out.tensors[o].shape[0]
+                                              : -1));
+        }
+    }
+    dt = mi_clock_ns() - t0;
+    /* Split: each request gets its rows of every output. */
+    for (size_t k = 0, row = 0; rc == MI_OK && k < n; k++) {
+        mi_request    *req = reqs[k];
+        mi_tensor_list one;
+        int64_t        rows;
+
+        pipeline_model_inputs(p, req, &one, NULL);
+        rows = one.tensors[0].shape[0];
+        req->outputs.n_tensors = 0;
+        for (uint32_t o = 0; o < out.n_tensors; o++) {
+            mi_tensor t         = out.tensors[o];
+            size_t    row_bytes = t.byte_size / (size_t)total;
+            t.shape[0]          = rows;
+            t.data              = (unsigned char *)t.data + row * row_bytes;
+            t.byte_size         = (size_t)rows * row_bytes;
+            req->outputs.tensors[req->outputs.n_tensors++] = t;
+        }
+        row += (size_t)rows;
+        req->time_infer_ns = dt;
+        atomic_fetch_add(&b->refs, 1);
+        rc = mi_arena_on_free(&req->arena, pipeline_batch_unref, b, err);
+        if (rc != MI_OK) {
+            atomic_fetch_sub(&b->refs, 1);
+        }
+    }
+    pipeline_batch_unref(b);
+    return rc;
+}
+
+/* Hands a finished request back to its transport. */
+static void
+pipeline_finish(mi_pipeline *p, mi_request *req, mi_status rc)
+{
+    req->status = rc;
+    if (rc == MI_OK) {
+        uint64_t stage_ns[MI_STAGE_COUNT] = {
+            [MI_STAGE_QUEUE] = req->time_queue_ns,
+            [MI_STAGE_PRE]   = req->time_pre_ns,
+            [MI_STAGE_INFER] = req->time_infer_ns,
+            [MI_STAGE_POST]  = req->time_post_ns,
+        };
+        mi_metrics_stages(p->metrics, stage_ns);
+    } else {
+        req->outputs.n_tensors = 0;
+    }
+    req->done(req, req->done_user);
 }
 
 mi_status
@@ -622,29 +859,76 @@ pipeline_queue_depth(void *arg)
     return mi_pipeline_queue_depth(arg);
 }
 
+/*
+ * A worker takes up to max_batch_size requests at once (waiting at most
+ * max_queue_delay_us for more), drops those whose deadline passed or whose
+ * client went away, preprocesses each, runs the model once for all of them
+ * when their inputs can be stacked (else once each), and postprocesses
+ * each.  Requests from any stream, protocol or client meet here.
+ */
 static void *
 pipeline_worker_main(void *arg)
 {
-    pipeline_worker *w = arg;
-    mi_pipeline     *p = w->p;
-    mi_request      *req;
+    pipeline_worker *w   = arg;
+    mi_pipeline     *p   = w->p;
+    size_t           max = p->is_batchable ? (size_t)p->cfg->max_batch_size
+                                           : 1;
+    uint64_t         delay_ns =
+        p->is_batchable ? (uint64_t)p->cfg->max_queue_delay_us * 1000u : 0;
+    size_t           n;
 
-    while (mi_queue_pop(&p->queue, &req, 1) == 1) {
-        req->time_queue_ns = mi_clock_ns() - req->time_submit_ns;
-        req->status = pipeline_run_request(p, w->instance, req, &req->err);
-        if (req->status == MI_OK) {
-            uint64_t stage_ns[MI_STAGE_COUNT] = {
-                [MI_STAGE_QUEUE] = req->time_queue_ns,
-                [MI_STAGE_PRE]   = req->time_pre_ns,
-                [MI_STAGE_INFER] = req->time_infer_ns,
-                [MI_STAGE_POST]  = req->time_post_ns,
-            };
-            mi_metrics_batch(p->metrics, 1);
-            mi_metrics_stages(p->metrics, stage_ns);
-        } else {
-            req->outputs.n_tensors = 0;
+    while ((n = mi_queue_pop_batch(&p->queue, w->batch, max, delay_ns,
+                                   p->cfg->preferred_batch_sizes,
+                                   p->cfg->n_preferred_batch_sizes)) > 0) {
+        uint64_t now  = mi_clock_ns();
+        size_t   n_ok = 0;
+
+        for (size_t k = 0; k < n; k++) {
+            mi_request *req    = w->batch[k];
+            req->time_queue_ns = now - req->time_submit_ns;
+            if (req->deadline_ns != 0 && now >= req->deadline_ns) {
+                mi_error_set(&req->err, MI_ETIMEDOUT,
+                             "deadline exceeded after %.3f ms in the queue",
+                             (double)req->time_queue_ns / 1e6);
+                pipeline_finish(p, req, MI_ETIMEDOUT);
+            } else if (req->cancelled != NULL &&
+                       atomic_load(req->cancelled)) {
+                mi_error_set(&req->err, MI_ECANCELED,
+                             "cancelled by the client");
+                pipeline_finish(p, req, MI_ECANCELED);
+            } else if (pipeline_run_pre(p, req, &req->err) != MI_OK) {
+                pipeline_finish(p, req, req->err.code);
+            } else {
+                w->batch[n_ok++] = req;
+            }
         }
-        req->done(req, req->done_user);
+        if (n_ok > 1 && pipeline_batch_fits(p, w->batch, n_ok)) {
+            mi_error  err;
+            mi_status rc = pipeline_run_batch(p, w->instance, w->batch, n_ok,
+                                              &err);
+            mi_metrics_batch(p->metrics, (uint32_t)n_ok);
+            for (size_t k = 0; k < n_ok; k++) {
+                mi_request *req = w->batch[k];
+                if (rc != MI_OK) {
+                    req->err = err;
+                    pipeline_finish(p, req, rc);
+                } else {
+                    pipeline_finish(p, req,
+                                    pipeline_run_post(p, req, &req->err));
+                }
+            }
+            continue;
+        }
+        for (size_t k = 0; k < n_ok; k++) {
+            mi_request *req = w->batch[k];
+            mi_status   rc  = pipeline_run_model(p, w->instance, req,
+                                                 &req->err);
+            mi_metrics_batch(p->metrics, 1);
+            if (rc == MI_OK) {
+                rc = pipeline_run_post(p, req, &req->err);
+            }
+            pipeline_finish(p, req, rc);
+        }
     }
     return NULL;
 }
@@ -669,6 +953,11 @@ mi_pipeline_start(mi_pipeline *p, mi_error *err)
         pipeline_worker *w = &p->workers[i];
         w->p               = p;
         w->index           = i;
+        w->batch = mi_calloc((size_t)p->cfg->max_batch_size + 1,
+                             sizeof(*w->batch));
+        if (w->batch == NULL) {
+            return mi_error_set(err, MI_ENOMEM, "workers: out of memory");
+        }
         if (b->instance_create != NULL) {
             rc = b->instance_create(p->model, &w->instance, err);
             if (rc != MI_OK) {
@@ -718,6 +1007,7 @@ mi_pipeline_destroy(mi_pipeline *p)
                 p->backend->backend->instance_destroy(
                     p->workers[i].instance);
             }
+            mi_free(p->workers[i].batch);
         }
         mi_free(p->workers);
     }
@@ -819,4 +1109,11 @@ mi_pipeline_print(const mi_pipeline *p, FILE *out)
         pipeline_print_format(out, p->post[i].label, &p->post[i].after);
     }
     pipeline_print_format(out, "output", &p->output);
+    if (p->is_batchable) {
+        fprintf(out, "batching: up to %lld requests per model run, waiting "
+                "at most %lld us\n", (long long)p->cfg->max_batch_size,
+                (long long)p->cfg->max_queue_delay_us);
+    } else {
+        fprintf(out, "batching: off (one request per model run)\n");
+    }
 }

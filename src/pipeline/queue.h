@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pipeline/request.h"
 
@@ -37,6 +38,16 @@ mi_status mi_queue_push(mi_queue *q, mi_request *req, mi_error *err);
  * empty.
  */
 size_t mi_queue_pop(mi_queue *q, mi_request **out, size_t max);
+
+/*
+ * Like mi_queue_pop, then keeps collecting until `max` requests, until
+ * `delay_ns` has passed since the first one was taken, or until the count
+ * is one of `preferred` (n_preferred entries) and nothing else is queued.
+ * This is how requests from any stream or protocol meet in one batch.
+ */
+size_t mi_queue_pop_batch(mi_queue *q, mi_request **out, size_t max,
+                          uint64_t delay_ns, const uint32_t *preferred,
+                          size_t n_preferred);
 
 /* Wakes every waiter; later pushes fail, pops drain what is left. */
 void   mi_queue_close(mi_queue *q);

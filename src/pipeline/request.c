@@ -21,6 +21,8 @@ mi_request_create(mi_request **out, mi_error *err)
     req->status            = MI_OK;
     mi_error_clear(&req->err);
     req->transport_data  = NULL;
+    req->deadline_ns     = 0;
+    req->cancelled       = NULL;
     req->time_arrival_ns = 0;
     req->time_submit_ns  = 0;
     req->time_queue_ns  = 0;

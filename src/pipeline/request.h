@@ -11,6 +11,7 @@
 #ifndef MI_PIPELINE_REQUEST_H
 #define MI_PIPELINE_REQUEST_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "core/arena.h"
@@ -35,6 +36,13 @@ struct mi_request {
     /* Opaque to the pipeline: the transport's per-request state, in the
      * arena (such as the id and requested outputs to echo). */
     void *transport_data;
+
+    /* Set by the transport.  A request whose deadline (monotonic ns, 0 for
+     * none) has passed when a worker takes it, or whose `cancelled` flag
+     * (borrowed: valid until done) is set, is answered MI_ETIMEDOUT or
+     * MI_ECANCELED without running. */
+    uint64_t           deadline_ns;
+    const atomic_bool *cancelled;
 
     /* Timings (monotonic ns): arrival by the transport, the rest by the
      * pipeline. */

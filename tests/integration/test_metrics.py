@@ -551,10 +551,12 @@ def check_stages(before, after):
                         f"{SLEEP_MS / 1000 * n:.3f}")
     b_n = delta(after, before, "mi_batch_size_count")
     b_sum = delta(after, before, "mi_batch_size_sum")
-    if b_n != ok or b_sum != ok:
+    # Batching may run several requests per execution: every successful
+    # request is in exactly one execution.
+    if b_sum != ok or not 1 <= b_n <= ok:
         problems.append(f"mi_batch_size: _count moved by {b_n:g}, _sum by "
-                        f"{b_sum:g}, want {ok} and {ok} (one execution per "
-                        f"request)")
+                        f"{b_sum:g}, want 1..{ok} executions covering {ok} "
+                        f"requests")
     fail_on(problems)
     return (f"{ok} per stage; pre mean {total / max(n, 1) * 1000:.1f} ms, "
             f"none in le=\"0.01\"")

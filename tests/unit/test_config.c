@@ -244,7 +244,7 @@ test_unknown_top_level_key(void **state)
                 MI_EINVAL, &err);
     assert_contains(err.msg, "bad.json: modle: unknown key (allowed: name, "
                              "version, description, input, pre, model, "
-                             "post, warmup)");
+                             "post, warmup, batching)");
 }
 
 static void
