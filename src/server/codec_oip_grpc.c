@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "core/convert.h"
 #include "core/str.h"
 #include "core/tensor.h"
@@ -399,6 +400,20 @@ mi_codec_oip_decode_request(mi_server *srv, const uint8_t *buf, size_t len,
         return MI_EINVAL;
     }
 
+    /* Triton's "timeout" request parameter, in microseconds. */
+    param = oip_param(msg->parameters, msg->n_parameters, "timeout");
+    if (param != NULL) {
+        if (param->parameter_choice_case !=
+                INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM ||
+            param->int64_param <= 0) {
+            return mi_error_set(err, MI_EINVAL, "parameter 'timeout' must "
+                                "be a positive int64 (microseconds)");
+        }
+        uint64_t dl = mi_clock_ns() + (uint64_t)param->int64_param * 1000u;
+        if (req->deadline_ns == 0 || dl < req->deadline_ns) {
+            req->deadline_ns = dl;
+        }
+    }
     param = oip_param(msg->parameters, msg->n_parameters,
                       "binary_data_output");
     if (param != NULL) {

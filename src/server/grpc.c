@@ -124,6 +124,11 @@ typedef struct grpc_stream {
 
     grpc_status_code  status;
     grpc_slice        status_details;
+
+    uint64_t          deadline_ns;  /* the call's, monotonic; 0: none */
+    atomic_bool       is_cancelled; /* read by workers: skip queued work */
+    struct grpc_stream *prev;       /* the server's list, under srv->lock */
+    struct grpc_stream *next;
 } grpc_stream;
 
 struct mi_grpc_server {
@@ -141,6 +146,7 @@ struct mi_grpc_server {
 
     pthread_mutex_t        lock;
     pthread_cond_t         cond;
+    grpc_stream           *streams; /* open calls, for draining */
     bool                   is_shutdown_done;
     atomic_bool            is_accepting;
     atomic_uint            n_streams;
@@ -176,6 +182,18 @@ grpc_metrics_protocol(grpc_protocol p)
 static void
 grpc_stream_free(grpc_stream *s)
 {
+    mi_grpc_server *srv = s->srv;
+
+    pthread_mutex_lock(&srv->lock);
+    if (s->prev != NULL) {
+        s->prev->next = s->next;
+    } else {
+        srv->streams = s->next;
+    }
+    if (s->next != NULL) {
+        s->next->prev = s->prev;
+    }
+    pthread_mutex_unlock(&srv->lock);
     while (s->ring_n > 0) {
         grpc_byte_buffer_destroy(s->ring[s->ring_head]);
         s->ring_head = (s->ring_head + 1) % s->ring_cap;
@@ -291,7 +309,8 @@ grpc_stream_start_status_locked(grpc_stream *s)
 static void
 grpc_stream_pump_locked(grpc_stream *s)
 {
-    bool is_dead = s->is_closed || s->is_status_started;
+    bool is_dead     = s->is_closed || s->is_status_started;
+    bool is_draining = !atomic_load(&s->srv->is_accepting);
 
     if (!s->is_send_pending && s->ring_n > 0 && !is_dead) {
         grpc_stream_start_send_locked(s);
@@ -303,11 +322,17 @@ grpc_stream_pump_locked(grpc_stream *s)
         atomic_load(&s->srv->is_accepting)) {
         grpc_stream_start_recv_locked(s);
     }
-    if ((s->is_half_closed || s->is_failed ||
-         !atomic_load(&s->srv->is_accepting)) &&
+    if ((s->is_half_closed || s->is_failed || is_draining) &&
         s->in_flight == 0 && !s->is_send_pending && s->ring_n == 0 &&
         !s->is_closed && !s->is_status_started) {
         /* Not is_dead: a unary send above may have just sent the status. */
+        if (is_draining && !s->is_failed && !s->is_half_closed) {
+            /* Every accepted request was answered; the client should go
+             * on with another replica. */
+            grpc_stream_fail_locked(s, MI_EUNAVAIL,
+                                    "server is shutting down; retry on "
+                                    "another replica");
+        }
         grpc_stream_start_status_locked(s);
     }
 }
@@ -593,6 +618,11 @@ grpc_stream_on_recv(grpc_stream *s, bool ok)
 
     pthread_mutex_lock(&s->lock);
     if (rc == MI_OK) {
+        if (s->deadline_ns != 0 &&
+            (req->deadline_ns == 0 || s->deadline_ns < req->deadline_ns)) {
+            req->deadline_ns = s->deadline_ns;
+        }
+        req->cancelled = &s->is_cancelled;
         s->in_flight++;
         s->refs++; /* held by the request until on_done */
         mi_metrics_inflight_add(metrics, 1);
@@ -644,6 +674,8 @@ grpc_stream_on_op(grpc_stream *s, grpc_tag_kind kind)
         s->send_buf = NULL;
     } else if (kind == GRPC_TAG_CLOSE) {
         s->is_closed = true;
+        /* Whatever this call still has queued is of no use now. */
+        atomic_store(&s->is_cancelled, true);
         if (s->cancelled) {
             MI_LOG_DEBUG("grpc", "call cancelled by the client");
         }
@@ -658,7 +690,7 @@ grpc_stream_on_op(grpc_stream *s, grpc_tag_kind kind)
 
 static void
 grpc_stream_open(mi_grpc_server *srv, grpc_call *call, grpc_protocol proto,
-                 const char *method)
+                 const char *method, uint64_t deadline_ns)
 {
     grpc_stream *s = mi_calloc(1, sizeof(*s));
     grpc_op      ops[2];
@@ -684,8 +716,17 @@ grpc_stream_open(mi_grpc_server *srv, grpc_call *call, grpc_protocol proto,
     s->tag_send       = (grpc_tag){GRPC_TAG_SEND, s};
     s->tag_status     = (grpc_tag){GRPC_TAG_STATUS, s};
     s->tag_close      = (grpc_tag){GRPC_TAG_CLOSE, s};
+    s->deadline_ns    = deadline_ns;
+    atomic_init(&s->is_cancelled, false);
     pthread_mutex_init(&s->lock, NULL);
     atomic_fetch_add(&srv->n_streams, 1);
+    pthread_mutex_lock(&srv->lock);
+    s->next = srv->streams;
+    if (s->next != NULL) {
+        s->next->prev = s;
+    }
+    srv->streams = s;
+    pthread_mutex_unlock(&srv->lock);
 
     pthread_mutex_lock(&s->lock);
     s->refs = 1; /* ours, until the end of this function */
@@ -743,6 +784,26 @@ grpc_reject_call(grpc_call *call, const char *method)
     }
 }
 
+/* A call's deadline on our monotonic clock; 0 when it has none. */
+static uint64_t
+grpc_deadline_ns(gpr_timespec deadline)
+{
+    gpr_timespec dl  = gpr_convert_clock_type(deadline, GPR_CLOCK_REALTIME);
+    gpr_timespec now = gpr_now(GPR_CLOCK_REALTIME);
+    gpr_timespec left;
+    int64_t      ns;
+
+    if (gpr_time_cmp(dl, gpr_inf_future(GPR_CLOCK_REALTIME)) == 0) {
+        return 0;
+    }
+    left = gpr_time_sub(dl, now);
+    if (left.tv_sec > 1000000000) {
+        return 0; /* effectively none */
+    }
+    ns = left.tv_sec * 1000000000 + left.tv_nsec;
+    return mi_clock_ns() + (uint64_t)(ns > 0 ? ns : 1);
+}
+
 static void
 grpc_accept_post(mi_grpc_server *srv, grpc_accept *a)
 {
@@ -761,6 +822,7 @@ grpc_accept_on_call(mi_grpc_server *srv, grpc_accept *a, bool ok)
 {
     grpc_call *call = a->call;
     char       method[256];
+    uint64_t   deadline_ns;
     size_t     n;
 
     if (!ok) {
@@ -775,6 +837,7 @@ grpc_accept_on_call(mi_grpc_server *srv, grpc_accept *a, bool ok)
     }
     memcpy(method, GRPC_SLICE_START_PTR(a->details.method), n);
     method[n] = '\0';
+    deadline_ns = grpc_deadline_ns(a->details.deadline);
     grpc_call_details_destroy(&a->details);
     grpc_metadata_array_destroy(&a->metadata);
     if (atomic_load(&srv->is_accepting)) {
@@ -784,12 +847,14 @@ grpc_accept_on_call(mi_grpc_server *srv, grpc_accept *a, bool ok)
     for (size_t i = 0; i < sizeof(grpc_methods) / sizeof(grpc_methods[0]);
          i++) {
         if (strcmp(method, grpc_methods[i].method) == 0) {
-            grpc_stream_open(srv, call, grpc_methods[i].protocol, method);
+            grpc_stream_open(srv, call, grpc_methods[i].protocol, method,
+                             deadline_ns);
             return;
         }
     }
     if (mi_codec_oip_is_immediate(method)) {
-        grpc_stream_open(srv, call, GRPC_PROTOCOL_IMMEDIATE, method);
+        grpc_stream_open(srv, call, GRPC_PROTOCOL_IMMEDIATE, method,
+                         deadline_ns);
         return;
     }
     MI_LOG_DEBUG("grpc", "unknown method '%s'", method);
@@ -946,6 +1011,21 @@ mi_grpc_server_shutdown(mi_grpc_server *srv, uint32_t grace_ms)
     srv->tag_shutdown = (grpc_tag){GRPC_TAG_SHUTDOWN, srv};
     grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->tag_shutdown);
 
+    /*
+     * Drain: streams read nothing more; each one's status goes out once its
+     * accepted requests are answered (now, for idle ones).
+     */
+    atomic_store(&srv->is_accepting, false);
+    pthread_mutex_lock(&srv->lock);
+    for (grpc_stream *s = srv->streams; s != NULL; s = s->next) {
+        pthread_mutex_lock(&s->lock);
+        if (s->refs > 0) { /* else it is being freed */
+            grpc_stream_pump_locked(s);
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&srv->lock);
+
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += grace_ms / 1000;
     deadline.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
@@ -963,7 +1043,6 @@ mi_grpc_server_shutdown(mi_grpc_server *srv, uint32_t grace_ms)
         MI_LOG_WARN("grpc", "grace period over: cancelling %u open streams",
                     atomic_load(&srv->n_streams));
         pthread_mutex_unlock(&srv->lock);
-        atomic_store(&srv->is_accepting, false);
         grpc_server_cancel_all_calls(srv->server);
         pthread_mutex_lock(&srv->lock);
         while (!srv->is_shutdown_done) {
@@ -971,7 +1050,6 @@ mi_grpc_server_shutdown(mi_grpc_server *srv, uint32_t grace_ms)
         }
     }
     pthread_mutex_unlock(&srv->lock);
-    atomic_store(&srv->is_accepting, false);
 }
 
 void

@@ -46,6 +46,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/str.h"
 #include "metrics/metrics.h"
 #include "server/routes.h"
 
@@ -283,6 +284,23 @@ http_exchange_submit(http_exchange *ex)
     ex->job.req          = NULL;
     req->time_arrival_ns = ex->time_start_ns;
     mi_error_clear(&err);
+
+    /* A deadline: work still queued when it passes is not done. */
+    {
+        const char *t = MHD_lookup_connection_value(
+            ex->conn, MHD_HEADER_KIND, "Inference-Timeout-Ms");
+        int64_t ms;
+        if (t != NULL) {
+            if (mi_str_to_i64(t, 1, 86400000, "header Inference-Timeout-Ms",
+                              &ms, &err) != MI_OK) {
+                mi_request_destroy(req);
+                ex->job.status = MI_EINVAL;
+                mi_routes_reply_error(&ex->reply, 400, err.msg);
+                return http_exchange_send(ex);
+            }
+            req->deadline_ns = ex->time_start_ns + (uint64_t)ms * 1000000u;
+        }
+    }
 
     pthread_mutex_lock(&hs->lock);
     hs->n_pending++;
