@@ -45,6 +45,9 @@ typedef struct onnxruntime_model {
     const mi_host_api        *host;
     char                      name[ONNXRUNTIME_MODEL_MAX]; /* messages */
     OrtSession               *session;
+    OrtSessionOptions        *options;  /* kept for per-worker sessions */
+    char                     *path;     /* kept for per-worker sessions */
+    bool                      is_session_per_worker;
     OrtMemoryInfo            *mem_info; /* CPU memory of wrapped inputs */
     mi_format                 inputs;   /* the session's signature */
     mi_format                 outputs;
@@ -540,7 +543,9 @@ onnxruntime_options(onnxruntime_model *m, const mi_params *params,
     if (host->params_get_bool(params, "allow_spinning", false, false,
                               &allow_spinning, err) != MI_OK ||
         host->params_get_bool(params, "cpu_mem_arena", false, false,
-                              &cpu_mem_arena, err) != MI_OK) {
+                              &cpu_mem_arena, err) != MI_OK ||
+        host->params_get_bool(params, "session_per_worker", false, false,
+                              &m->is_session_per_worker, err) != MI_OK) {
         return err != NULL ? err->code : MI_EINVAL;
     }
 
@@ -594,6 +599,10 @@ onnxruntime_model_unload(void *model)
     }
     onnxruntime_api->ReleaseSession(m->session);
     onnxruntime_api->ReleaseMemoryInfo(m->mem_info);
+    if (m->options != NULL) {
+        onnxruntime_api->ReleaseSessionOptions(m->options);
+    }
+    m->host->free(m->path);
     m->host->free(m);
 }
 
@@ -651,7 +660,19 @@ onnxruntime_model_load(const mi_host_api *host, const mi_model_desc *desc,
     if (rc != MI_OK) {
         goto fail;
     }
-    api->ReleaseSessionOptions(so);
+    if (m->is_session_per_worker) {
+        size_t n = strlen(desc->path) + 1;
+        m->path  = host->alloc(n);
+        if (m->path == NULL) {
+            rc = onnxruntime_error(err, MI_ENOMEM,
+                                   "model '%s': out of memory", m->name);
+            goto fail;
+        }
+        memcpy(m->path, desc->path, n);
+        m->options = so; /* instance_create makes the workers' sessions */
+    } else {
+        api->ReleaseSessionOptions(so);
+    }
 
     if (host->log_enabled == NULL || host->log_enabled(MI_LOG_LEVEL_INFO)) {
         host->log(MI_LOG_LEVEL_INFO, ONNXRUNTIME_PLUGIN,
@@ -855,7 +876,6 @@ onnxruntime_infer(void *model, void *instance, mi_ctx *ctx,
     OrtStatus               *st;
     mi_status                rc = MI_OK;
 
-    (void)instance;
     if (in->n_tensors > n_in) {
         return onnxruntime_extra_input(m, in, err);
     }
@@ -874,7 +894,8 @@ onnxruntime_infer(void *model, void *instance, mi_ctx *ctx,
         n_wrapped++;
     }
 
-    st = api->Run(m->session, NULL, m->input_names,
+    st = api->Run(instance != NULL ? (OrtSession *)instance : m->session,
+                  NULL, m->input_names,
                   (const OrtValue *const *)in_values, n_in, m->output_names,
                   n_out, out_values);
     if (st != NULL) {
@@ -913,6 +934,39 @@ release_inputs:
     return rc;
 }
 
+/*
+ * With session_per_worker, each worker runs its own session: sessions
+ * share no allocator or thread pool, so workers never wait on each other
+ * inside ORT, at the cost of one copy of the weights per worker.
+ */
+static mi_status
+onnxruntime_instance_create(void *model, void **instance, mi_error *err)
+{
+    onnxruntime_model *m = model;
+    OrtSession        *session;
+    OrtStatus         *st;
+
+    if (!m->is_session_per_worker) {
+        *instance = NULL;
+        return MI_OK;
+    }
+    st = onnxruntime_api->CreateSession(onnxruntime_env, m->path, m->options,
+                                        &session);
+    if (st != NULL) {
+        return onnxruntime_status(st, m->name, err);
+    }
+    *instance = session;
+    return MI_OK;
+}
+
+static void
+onnxruntime_instance_destroy(void *instance)
+{
+    if (instance != NULL) {
+        onnxruntime_api->ReleaseSession(instance);
+    }
+}
+
 /* ---- Descriptor ---- */
 
 static const mi_backend_vtbl onnxruntime_vtbl = {
@@ -920,8 +974,8 @@ static const mi_backend_vtbl onnxruntime_vtbl = {
     .model_load       = onnxruntime_model_load,
     .model_unload     = onnxruntime_model_unload,
     .model_io         = onnxruntime_model_io,
-    .instance_create  = NULL, /* sessions are shared by all workers */
-    .instance_destroy = NULL,
+    .instance_create  = onnxruntime_instance_create,
+    .instance_destroy = onnxruntime_instance_destroy,
     .infer            = onnxruntime_infer,
 };
 
