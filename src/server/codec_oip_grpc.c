@@ -22,6 +22,7 @@
 #include "core/tensor.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc_predict_v2.pb-c.h"
+#include "server/codec_pb.h"
 #include "server/oip.h"
 
 /* What the response needs to know about its request. */
@@ -31,27 +32,6 @@ typedef struct oip_state {
     const char **outputs;     /* requested names, in order */
     bool         is_raw;      /* raw_output_contents (default) */
 } oip_state;
-
-static void *
-oip_arena_alloc(void *data, size_t size)
-{
-    return mi_arena_alloc(data, size);
-}
-
-static void
-oip_arena_free(void *data, void *ptr)
-{
-    (void)data;
-    (void)ptr;
-}
-
-static void
-oip_allocator_init(ProtobufCAllocator *a, mi_arena *arena)
-{
-    a->alloc          = oip_arena_alloc;
-    a->free           = oip_arena_free;
-    a->allocator_data = arena;
-}
 
 /* ---- Parameters ---- */
 
@@ -349,7 +329,7 @@ mi_codec_oip_decode_request(mi_server *srv, const uint8_t *buf, size_t len,
     mi_pipeline                     *p;
     mi_status                        rc;
 
-    oip_allocator_init(&alloc, &req->arena);
+    mi_codec_pb_allocator_init(&alloc, &req->arena);
     msg = inference__model_infer_request__unpack(&alloc, len, buf);
     if (msg == NULL) {
         return mi_error_set(err, MI_EINVAL,
@@ -714,7 +694,7 @@ mi_codec_oip_answer(mi_server *srv, const char *method, const uint8_t *buf,
     mi_status          rc = MI_OK;
 
     mi_arena_init(&arena);
-    oip_allocator_init(&alloc, &arena);
+    mi_codec_pb_allocator_init(&alloc, &arena);
     if (strcmp(method, health_check) == 0) {
         Grpc__Health__V1__HealthCheckRequest *q =
             grpc__health__v1__health_check_request__unpack(&alloc, len, buf);

@@ -19,29 +19,7 @@
 #include "core/str.h"
 #include "core/tensor.h"
 #include "extended_inference.pb-c.h"
-
-/* ---- Arena allocator for protobuf-c ---- */
-
-static void *
-codec_arena_alloc(void *data, size_t size)
-{
-    return mi_arena_alloc(data, size);
-}
-
-static void
-codec_arena_free(void *data, void *ptr)
-{
-    (void)data;
-    (void)ptr; /* freed with the arena */
-}
-
-static void
-codec_allocator_init(ProtobufCAllocator *a, mi_request *req)
-{
-    a->alloc          = codec_arena_alloc;
-    a->free           = codec_arena_free;
-    a->allocator_data = &req->arena;
-}
+#include "server/codec_pb.h"
 
 /* ---- Ids ---- */
 
@@ -489,7 +467,7 @@ mi_codec_tf_decode_request(const mi_format *declared, const uint8_t *buf,
     ProtobufCAllocator                           alloc;
     ExtendedInference__ExtendedInferenceRequest *msg;
 
-    codec_allocator_init(&alloc, req);
+    mi_codec_pb_allocator_init(&alloc, &req->arena);
     msg = extended_inference__extended_inference_request__unpack(&alloc, len,
                                                                  buf);
     if (msg == NULL) {
@@ -713,7 +691,7 @@ mi_codec_basic_decode_request(const mi_format *declared, const uint8_t *buf,
     mi_tensor                             *t    = &req->inputs.tensors[0];
     int64_t                                count;
 
-    codec_allocator_init(&alloc, req);
+    mi_codec_pb_allocator_init(&alloc, &req->arena);
     msg = basic_inference__basic_inference_request__unpack(&alloc, len, buf);
     if (msg == NULL) {
         int64_t id = mi_codec_peek_id(buf, len);
