@@ -25,10 +25,10 @@ mi_server_find_model(mi_server *s, const char *name, const char *version,
                             "model '%s' has no version '%s' (served: '%s')",
                             name, version, mi_pipeline_version(p));
     }
-    if (!atomic_load(&s->is_ready)) {
-        return mi_error_set(err, MI_EUNAVAIL, "model '%s' is not ready",
-                            name);
-    }
+    /*
+     * While draining the model still answers what reached it: readiness
+     * only steers new work away.
+     */
     *out = p;
     return MI_OK;
 }

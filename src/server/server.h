@@ -30,7 +30,7 @@ typedef struct mi_server {
 /*
  * Finds the model `name` at `version` (NULL or "" for the server's
  * choice).  MI_ENOTFOUND names what was asked and what exists; MI_EUNAVAIL
- * when the server is not ready.
+ * while the pipeline is loading.  A draining server still finds its model.
  */
 mi_status mi_server_find_model(mi_server *s, const char *name,
                                const char *version, mi_pipeline **out,
