@@ -39,7 +39,7 @@ typedef enum mi_bench_workload_kind {
 } mi_bench_workload_kind;
 
 typedef enum mi_bench_fill {
-    MI_BENCH_FILL_RANDOM,  /* pseudo-random bytes from --seed */
+    MI_BENCH_FILL_RANDOM, /* pseudo-random bytes from --seed */
     MI_BENCH_FILL_PATTERN /* a fixed gradient */
 } mi_bench_fill;
 

@@ -175,9 +175,8 @@ mi_bench_counts_format_errors(const mi_bench_counts *c, char sep, char *buf,
             continue;
         }
         s = mi_bench_err_name(k, name, sizeof(name));
-        n = snprintf(buf + pos, size - pos, "%s%s=%llu",
-                     pos > 0 ? sep_str : "", s,
-                     (unsigned long long)c->n_errors[k]);
+        n = snprintf(buf + pos, size - pos, "%s%s=%llu", pos > 0 ? sep_str : "",
+                     s, (unsigned long long)c->n_errors[k]);
         if (n < 0 || (size_t)n >= size - pos) {
             return; /* truncated; what fits is kept */
         }

@@ -202,7 +202,11 @@ grpc_stream_free(grpc_stream *s)
     grpc_slice_unref(s->status_details);
     grpc_call_unref(s->call);
     pthread_mutex_destroy(&s->lock);
-    atomic_fetch_sub(&s->srv->n_streams, 1);
+    if (atomic_fetch_sub(&s->srv->n_streams, 1) == 1) {
+        pthread_mutex_lock(&s->srv->lock);
+        pthread_cond_broadcast(&s->srv->cond); /* a drain may wait */
+        pthread_mutex_unlock(&s->srv->lock);
+    }
     mi_free(s->ring);
     mi_free(s);
 }
@@ -754,19 +758,16 @@ grpc_stream_open(mi_grpc_server *srv, grpc_call *call, grpc_protocol proto,
 /* ---- Calls ---- */
 
 static void
-grpc_reject_call(grpc_call *call, const char *method)
+grpc_reject_call(grpc_call *call, grpc_status_code code, const char *msg)
 {
     grpc_reject *r = mi_calloc(1, sizeof(*r));
     grpc_op      ops[3];
-    char         msg[320];
 
     if (r == NULL) {
-        grpc_call_cancel_with_status(call, GRPC_STATUS_UNIMPLEMENTED,
-                                     "unknown method", NULL);
+        grpc_call_cancel_with_status(call, code, msg, NULL);
         grpc_call_unref(call);
         return;
     }
-    snprintf(msg, sizeof(msg), "unknown method '%s'", method);
     r->tag     = (grpc_tag){GRPC_TAG_REJECT, r};
     r->call    = call;
     r->details = grpc_slice_from_copied_string(msg);
@@ -775,7 +776,7 @@ grpc_reject_call(grpc_call *call, const char *method)
     ops[1].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[1].data.recv_close_on_server.cancelled = &r->cancelled;
     ops[2].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[2].data.send_status_from_server.status = GRPC_STATUS_UNIMPLEMENTED;
+    ops[2].data.send_status_from_server.status = code;
     ops[2].data.send_status_from_server.status_details = &r->details;
     if (grpc_call_start_batch(call, ops, 3, &r->tag, NULL) != GRPC_CALL_OK) {
         grpc_slice_unref(r->details);
@@ -822,6 +823,7 @@ grpc_accept_on_call(mi_grpc_server *srv, grpc_accept *a, bool ok)
 {
     grpc_call *call = a->call;
     char       method[256];
+    char       msg[320];
     uint64_t   deadline_ns;
     size_t     n;
 
@@ -840,8 +842,12 @@ grpc_accept_on_call(mi_grpc_server *srv, grpc_accept *a, bool ok)
     deadline_ns = grpc_deadline_ns(a->details.deadline);
     grpc_call_details_destroy(&a->details);
     grpc_metadata_array_destroy(&a->metadata);
-    if (atomic_load(&srv->is_accepting)) {
-        grpc_accept_post(srv, a);
+    grpc_accept_post(srv, a);
+    if (!atomic_load(&srv->is_accepting)) {
+        grpc_reject_call(call, GRPC_STATUS_UNAVAILABLE,
+                         "server is shutting down; retry on another "
+                         "replica");
+        return;
     }
 
     for (size_t i = 0; i < sizeof(grpc_methods) / sizeof(grpc_methods[0]);
@@ -858,7 +864,8 @@ grpc_accept_on_call(mi_grpc_server *srv, grpc_accept *a, bool ok)
         return;
     }
     MI_LOG_DEBUG("grpc", "unknown method '%s'", method);
-    grpc_reject_call(call, method);
+    snprintf(msg, sizeof(msg), "unknown method '%s'", method);
+    grpc_reject_call(call, GRPC_STATUS_UNIMPLEMENTED, msg);
 }
 
 static void *
@@ -999,22 +1006,49 @@ mi_grpc_server_start(mi_grpc_server *srv, mi_error *err)
     return MI_OK;
 }
 
+/* now + ms on CLOCK_REALTIME, capped at `cap` when given. */
+static struct timespec
+grpc_time_after(uint32_t ms, const struct timespec *cap)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    if (cap != NULL && (t.tv_sec > cap->tv_sec ||
+                        (t.tv_sec == cap->tv_sec && t.tv_nsec > cap->tv_nsec))) {
+        t = *cap;
+    }
+    return t;
+}
+
+/*
+ * Drain, in this order, all within grace_ms:
+ *   1. read nothing more: each stream sends its status (UNAVAILABLE) once
+ *      the responses to the requests it accepted are out; new calls are
+ *      refused with UNAVAILABLE;
+ *   2. wait for the streams to end;
+ *   3. linger a moment: the last responses may still sit in the clients'
+ *      receive buffers, and closing a connection with unread data resets it
+ *      and loses them;
+ *   4. shut the gRPC server down (connections close), cancelling what is
+ *      left when the grace period is over.
+ */
 void
 mi_grpc_server_shutdown(mi_grpc_server *srv, uint32_t grace_ms)
 {
     struct timespec deadline;
+    struct timespec linger;
 
     if (!srv->is_started || srv->is_shut_down) {
         return;
     }
     srv->is_shut_down = true;
-    srv->tag_shutdown = (grpc_tag){GRPC_TAG_SHUTDOWN, srv};
-    grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->tag_shutdown);
+    deadline          = grpc_time_after(grace_ms, NULL);
 
-    /*
-     * Drain: streams read nothing more; each one's status goes out once its
-     * accepted requests are answered (now, for idle ones).
-     */
     atomic_store(&srv->is_accepting, false);
     pthread_mutex_lock(&srv->lock);
     for (grpc_stream *s = srv->streams; s != NULL; s = s->next) {
@@ -1024,14 +1058,21 @@ mi_grpc_server_shutdown(mi_grpc_server *srv, uint32_t grace_ms)
         }
         pthread_mutex_unlock(&s->lock);
     }
+    while (atomic_load(&srv->n_streams) > 0 &&
+           pthread_cond_timedwait(&srv->cond, &srv->lock, &deadline) == 0) {
+        /* Woken when the last stream goes, or at the deadline. */
+    }
+    linger = grpc_time_after(300, &deadline);
+    while (pthread_cond_timedwait(&srv->cond, &srv->lock, &linger) == 0) {
+        /* Nothing waits on the linger itself; sleep it out. */
+    }
     pthread_mutex_unlock(&srv->lock);
 
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += grace_ms / 1000;
-    deadline.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
+    srv->tag_shutdown = (grpc_tag){GRPC_TAG_SHUTDOWN, srv};
+    grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->tag_shutdown);
+    if (atomic_load(&srv->n_streams) == 0) {
+        /* Ours are all done: whatever the core still holds is not. */
+        grpc_server_cancel_all_calls(srv->server);
     }
     pthread_mutex_lock(&srv->lock);
     while (!srv->is_shutdown_done) {
@@ -1040,7 +1081,7 @@ mi_grpc_server_shutdown(mi_grpc_server *srv, uint32_t grace_ms)
         }
     }
     if (!srv->is_shutdown_done) {
-        MI_LOG_WARN("grpc", "grace period over: cancelling %u open streams",
+        MI_LOG_WARN("grpc", "grace period over: cancelling %u open calls",
                     atomic_load(&srv->n_streams));
         pthread_mutex_unlock(&srv->lock);
         grpc_server_cancel_all_calls(srv->server);

@@ -556,8 +556,15 @@ mi_http_server_stop(mi_http_server *s)
         return;
     }
     atomic_store(&s->is_stopping, true);
-    /* The socket stays open until the daemon stops: a thread may use it. */
+    /*
+     * The socket stays open until the daemon stops (a thread may still
+     * use it), but shutting it down refuses new connections at once
+     * instead of leaving them to time out in the backlog.
+     */
     s->listen_fd = MHD_quiesce_daemon(s->daemon);
+    if (s->listen_fd != MHD_INVALID_SOCKET) {
+        shutdown(s->listen_fd, SHUT_RDWR);
+    }
 }
 
 void

@@ -4,6 +4,10 @@
  * full (MI_EBUSY) and after close (MI_EUNAVAIL), draining after close, the
  * wake-up of a blocked consumer, and a stress run of several producers and
  * consumers (pthreads) that must deliver every request exactly once.
+ * mi_queue_pop_batch: it takes what is queued up to `max`, waits up to the
+ * delay for more, stops early at a preferred size when nothing else is
+ * queued, stops at `max`, and wakes up for a close.  Timing checks use
+ * generous upper bounds so that slow (sanitizer) builds pass too.
  *
  * Usage: test_queue [filter]   (a cmocka test-name pattern)
  */
@@ -232,6 +236,394 @@ test_blocked_pop_wakes(void **state)
     mi_queue_fini(&q);
 }
 
+/* ---- Batch pops ---- */
+
+static uint64_t
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+#define MS(n) ((uint64_t)(n)*1000000u)
+
+static double
+to_ms(uint64_t ns)
+{
+    return (double)ns / 1e6;
+}
+
+static void
+batch_destroy(mi_request **out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        mi_request_destroy(out[i]);
+        out[i] = NULL;
+    }
+}
+
+/* Pushes `n` requests with ids first.., `gap_ms` apart, after `delay_ms`. */
+typedef struct pusher {
+    mi_queue *q;
+    int64_t   first;
+    int       n;
+    long      delay_ms;
+    long      gap_ms;
+    int       n_failed;
+} pusher;
+
+static void *
+pusher_main(void *arg)
+{
+    pusher *p = arg;
+
+    sleep_ms(p->delay_ms);
+    for (int i = 0; i < p->n; i++) {
+        mi_request *req = NULL;
+        if (i > 0) {
+            sleep_ms(p->gap_ms);
+        }
+        if (mi_request_create(&req, NULL) != MI_OK) {
+            p->n_failed++;
+            continue;
+        }
+        req->id = p->first + i;
+        if (mi_queue_push(p->q, req, NULL) != MI_OK) {
+            p->n_failed++;
+            mi_request_destroy(req);
+        }
+    }
+    return NULL;
+}
+
+/* A batch pop in a thread, for the cases that close the queue under it. */
+typedef struct batcher {
+    mi_queue   *q;
+    mi_request *out[8];
+    size_t      max;
+    uint64_t    delay_ns;
+    size_t      n;
+    uint64_t    elapsed_ns;
+    atomic_bool is_done;
+} batcher;
+
+static void *
+batcher_main(void *arg)
+{
+    batcher *b  = arg;
+    uint64_t t0 = now_ns();
+
+    b->n = mi_queue_pop_batch(b->q, b->out, b->max, b->delay_ns, NULL, 0);
+    b->elapsed_ns = now_ns() - t0;
+    atomic_store(&b->is_done, true);
+    return NULL;
+}
+
+/* Whatever is queued, up to max, oldest first; delay 0 never waits. */
+static void
+test_pop_batch_takes_queued_up_to_max(void **state)
+{
+    mi_queue    q;
+    mi_request *out[8];
+    mi_error    err = {0};
+    uint64_t    t0;
+
+    (void)state;
+    assert_int_equal(mi_queue_init(&q, 16, &err), MI_OK);
+    for (int64_t i = 0; i < 5; i++) {
+        assert_int_equal(mi_queue_push(&q, request_new(i), &err), MI_OK);
+    }
+    t0 = now_ns();
+    assert_int_equal(mi_queue_pop_batch(&q, out, 3, 0, NULL, 0), 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(out[i]->id, i);
+        assert_null(out[i]->next);
+    }
+    batch_destroy(out, 3);
+    assert_int_equal(mi_queue_depth(&q), 2);
+
+    /* Fewer than max queued and no delay: the two at once. */
+    assert_int_equal(mi_queue_pop_batch(&q, out, 8, 0, NULL, 0), 2);
+    assert_int_equal(out[0]->id, 3);
+    assert_int_equal(out[1]->id, 4);
+    batch_destroy(out, 2);
+    assert_true(now_ns() - t0 < MS(1000));
+    assert_int_equal(mi_queue_depth(&q), 0);
+
+    /* max 1 behaves like a plain pop. */
+    assert_int_equal(mi_queue_push(&q, request_new(5), &err), MI_OK);
+    assert_int_equal(mi_queue_push(&q, request_new(6), &err), MI_OK);
+    assert_int_equal(mi_queue_pop_batch(&q, out, 1, MS(5000), NULL, 0), 1);
+    assert_int_equal(out[0]->id, 5);
+    batch_destroy(out, 1);
+    assert_int_equal(mi_queue_depth(&q), 1);
+    assert_int_equal(mi_queue_pop(&q, out, 1), 1);
+    batch_destroy(out, 1);
+    mi_queue_fini(&q);
+}
+
+/* With fewer than max, it waits the delay, taking what arrives meanwhile. */
+static void
+test_pop_batch_waits_for_more(void **state)
+{
+    mi_queue    q;
+    mi_request *out[8];
+    mi_error    err = {0};
+    pthread_t   thread;
+    pusher      pu;
+    uint64_t    t0;
+    uint64_t    dt;
+
+    (void)state;
+    assert_int_equal(mi_queue_init(&q, 16, &err), MI_OK);
+
+    /* Nothing else comes: one request, after the whole delay. */
+    assert_int_equal(mi_queue_push(&q, request_new(0), &err), MI_OK);
+    t0 = now_ns();
+    assert_int_equal(mi_queue_pop_batch(&q, out, 4, MS(100), NULL, 0), 1);
+    dt = now_ns() - t0;
+    assert_int_equal(out[0]->id, 0);
+    batch_destroy(out, 1);
+    if (dt < MS(95) || dt > MS(3000)) {
+        print_error("waited %.1f ms for a delay of 100 ms\n", to_ms(dt));
+        fail();
+    }
+
+    /* Two more arrive during the delay: all three, in order. */
+    assert_int_equal(mi_queue_push(&q, request_new(1), &err), MI_OK);
+    pu = (pusher){&q, 2, 2, 20, 20, 0};
+    assert_int_equal(pthread_create(&thread, NULL, pusher_main, &pu), 0);
+    t0 = now_ns();
+    assert_int_equal(mi_queue_pop_batch(&q, out, 8, MS(400), NULL, 0), 3);
+    dt = now_ns() - t0;
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    assert_int_equal(pu.n_failed, 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(out[i]->id, 1 + i);
+        assert_null(out[i]->next);
+    }
+    batch_destroy(out, 3);
+    /* Still below max and not preferred: it used the whole delay. */
+    if (dt < MS(390) || dt > MS(5000)) {
+        print_error("waited %.1f ms for a delay of 400 ms\n", to_ms(dt));
+        fail();
+    }
+
+    /* A request that comes after the delay is left for the next pop. */
+    assert_int_equal(mi_queue_push(&q, request_new(4), &err), MI_OK);
+    pu = (pusher){&q, 5, 1, 300, 0, 0};
+    assert_int_equal(pthread_create(&thread, NULL, pusher_main, &pu), 0);
+    assert_int_equal(mi_queue_pop_batch(&q, out, 8, MS(30), NULL, 0), 1);
+    assert_int_equal(out[0]->id, 4);
+    batch_destroy(out, 1);
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    assert_int_equal(mi_queue_pop_batch(&q, out, 8, 0, NULL, 0), 1);
+    assert_int_equal(out[0]->id, 5);
+    batch_destroy(out, 1);
+    mi_queue_fini(&q);
+}
+
+/* A preferred size ends the wait once nothing else is queued. */
+static void
+test_pop_batch_preferred_size(void **state)
+{
+    static const uint32_t preferred[] = {2, 4};
+    mi_queue              q;
+    mi_request           *out[8];
+    mi_error              err = {0};
+    pthread_t             thread;
+    pusher                pu;
+    uint64_t              t0;
+    uint64_t              dt;
+
+    (void)state;
+    assert_int_equal(mi_queue_init(&q, 16, &err), MI_OK);
+
+    /* Two queued, 2 preferred: at once despite a 5 s delay. */
+    assert_int_equal(mi_queue_push(&q, request_new(0), &err), MI_OK);
+    assert_int_equal(mi_queue_push(&q, request_new(1), &err), MI_OK);
+    t0 = now_ns();
+    assert_int_equal(mi_queue_pop_batch(&q, out, 8, MS(5000), preferred, 2), 2);
+    dt = now_ns() - t0;
+    assert_int_equal(out[0]->id, 0);
+    assert_int_equal(out[1]->id, 1);
+    batch_destroy(out, 2);
+    assert_true(dt < MS(2000));
+
+    /* One queued, two more arrive: stops at 2 (preferred, queue empty)
+     * without waiting for the third. */
+    assert_int_equal(mi_queue_push(&q, request_new(2), &err), MI_OK);
+    pu = (pusher){&q, 3, 2, 30, 600, 0};
+    assert_int_equal(pthread_create(&thread, NULL, pusher_main, &pu), 0);
+    t0 = now_ns();
+    assert_int_equal(mi_queue_pop_batch(&q, out, 8, MS(5000), preferred, 2), 2);
+    dt = now_ns() - t0;
+    assert_int_equal(out[0]->id, 2);
+    assert_int_equal(out[1]->id, 3);
+    batch_destroy(out, 2);
+    if (dt > MS(590)) {
+        print_error("returned after %.1f ms; the preferred size 2 was "
+                    "reached after about 30 ms\n",
+                    to_ms(dt));
+        fail();
+    }
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    assert_int_equal(pu.n_failed, 0);
+    assert_int_equal(mi_queue_pop_batch(&q, out, 8, 0, NULL, 0), 1);
+    assert_int_equal(out[0]->id, 4);
+    batch_destroy(out, 1);
+
+    /* Three queued: 2 is passed, 3 is not preferred, so it waits the
+     * delay; it does not give back the third to stop at 2. */
+    for (int64_t i = 5; i < 8; i++) {
+        assert_int_equal(mi_queue_push(&q, request_new(i), &err), MI_OK);
+    }
+    t0 = now_ns();
+    assert_int_equal(mi_queue_pop_batch(&q, out, 8, MS(100), preferred, 2), 3);
+    dt = now_ns() - t0;
+    batch_destroy(out, 3);
+    assert_true(dt >= MS(95) && dt < MS(3000));
+
+    /* Five queued with max 4: 4 is also max; the fifth stays queued. */
+    for (int64_t i = 8; i < 13; i++) {
+        assert_int_equal(mi_queue_push(&q, request_new(i), &err), MI_OK);
+    }
+    assert_int_equal(mi_queue_pop_batch(&q, out, 4, MS(5000), preferred, 2), 4);
+    assert_int_equal(out[0]->id, 8);
+    assert_int_equal(out[3]->id, 11);
+    batch_destroy(out, 4);
+    assert_int_equal(mi_queue_depth(&q), 1);
+    /* One queued, 1 not preferred, more than max left: waits, then 1. */
+    t0 = now_ns();
+    assert_int_equal(mi_queue_pop_batch(&q, out, 4, MS(50), preferred, 2), 1);
+    assert_true(now_ns() - t0 >= MS(45));
+    assert_int_equal(out[0]->id, 12);
+    batch_destroy(out, 1);
+    mi_queue_fini(&q);
+}
+
+/* Reaching max ends the wait at once. */
+static void
+test_pop_batch_returns_at_max(void **state)
+{
+    mi_queue    q;
+    mi_request *out[8];
+    mi_error    err = {0};
+    pthread_t   thread;
+    pusher      pu;
+    uint64_t    t0;
+    uint64_t    dt;
+
+    (void)state;
+    assert_int_equal(mi_queue_init(&q, 16, &err), MI_OK);
+
+    /* Already max queued. */
+    for (int64_t i = 0; i < 6; i++) {
+        assert_int_equal(mi_queue_push(&q, request_new(i), &err), MI_OK);
+    }
+    t0 = now_ns();
+    assert_int_equal(mi_queue_pop_batch(&q, out, 4, MS(5000), NULL, 0), 4);
+    assert_true(now_ns() - t0 < MS(2000));
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(out[i]->id, i);
+    }
+    batch_destroy(out, 4);
+    assert_int_equal(mi_queue_depth(&q), 2);
+    assert_int_equal(mi_queue_pop_batch(&q, out, 2, MS(5000), NULL, 0), 2);
+    assert_int_equal(out[0]->id, 4);
+    assert_int_equal(out[1]->id, 5);
+    batch_destroy(out, 2);
+
+    /* Max reached by arrivals during the delay. */
+    assert_int_equal(mi_queue_push(&q, request_new(6), &err), MI_OK);
+    pu = (pusher){&q, 7, 3, 20, 20, 0};
+    assert_int_equal(pthread_create(&thread, NULL, pusher_main, &pu), 0);
+    t0 = now_ns();
+    assert_int_equal(mi_queue_pop_batch(&q, out, 4, MS(5000), NULL, 0), 4);
+    dt = now_ns() - t0;
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    assert_int_equal(pu.n_failed, 0);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(out[i]->id, 6 + i);
+    }
+    batch_destroy(out, 4);
+    if (dt > MS(2500)) {
+        print_error("returned after %.1f ms; max was reached after about "
+                    "60 ms\n",
+                    to_ms(dt));
+        fail();
+    }
+    mi_queue_fini(&q);
+}
+
+/* A close ends both waits: for a first request, and for more. */
+static void
+test_pop_batch_close_wakes(void **state)
+{
+    static batcher b;
+    mi_queue       q;
+    mi_error       err = {0};
+    pthread_t      thread;
+
+    (void)state;
+    assert_int_equal(mi_queue_init(&q, 16, &err), MI_OK);
+
+    /* Waiting for more than the one it has. */
+    assert_int_equal(mi_queue_push(&q, request_new(0), &err), MI_OK);
+    memset(&b, 0, sizeof(b));
+    b.q        = &q;
+    b.max      = 8;
+    b.delay_ns = MS(10000);
+    atomic_init(&b.is_done, false);
+    assert_int_equal(pthread_create(&thread, NULL, batcher_main, &b), 0);
+    sleep_ms(100);
+    assert_false(atomic_load(&b.is_done));
+    mi_queue_close(&q);
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    assert_int_equal(b.n, 1);
+    assert_int_equal(b.out[0]->id, 0);
+    batch_destroy(b.out, 1);
+    if (b.elapsed_ns > MS(5000)) {
+        print_error("close woke the batch pop after %.1f ms\n",
+                    to_ms(b.elapsed_ns));
+        fail();
+    }
+    mi_queue_fini(&q);
+
+    /* Waiting on an empty queue: 0 at close. */
+    assert_int_equal(mi_queue_init(&q, 16, &err), MI_OK);
+    memset(&b, 0, sizeof(b));
+    b.q        = &q;
+    b.max      = 8;
+    b.delay_ns = MS(10000);
+    atomic_init(&b.is_done, false);
+    assert_int_equal(pthread_create(&thread, NULL, batcher_main, &b), 0);
+    sleep_ms(50);
+    assert_false(atomic_load(&b.is_done));
+    mi_queue_close(&q);
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    assert_int_equal(b.n, 0);
+
+    /* Closed with requests left: they come out without waiting. */
+    mi_queue_fini(&q);
+    assert_int_equal(mi_queue_init(&q, 16, &err), MI_OK);
+    assert_int_equal(mi_queue_push(&q, request_new(1), &err), MI_OK);
+    assert_int_equal(mi_queue_push(&q, request_new(2), &err), MI_OK);
+    mi_queue_close(&q);
+    {
+        mi_request *out[8];
+        uint64_t    t0 = now_ns();
+        assert_int_equal(mi_queue_pop_batch(&q, out, 8, MS(10000), NULL, 0), 2);
+        assert_true(now_ns() - t0 < MS(2000));
+        assert_int_equal(out[0]->id, 1);
+        assert_int_equal(out[1]->id, 2);
+        batch_destroy(out, 2);
+        assert_int_equal(mi_queue_pop_batch(&q, out, 8, MS(10000), NULL, 0), 0);
+    }
+    mi_queue_fini(&q);
+}
+
 /* ---- Stress ---- */
 
 typedef struct stress {
@@ -358,6 +750,11 @@ main(int argc, char **argv)
         cmocka_unit_test(test_capacity_busy),
         cmocka_unit_test(test_close_drains),
         cmocka_unit_test(test_blocked_pop_wakes),
+        cmocka_unit_test(test_pop_batch_takes_queued_up_to_max),
+        cmocka_unit_test(test_pop_batch_waits_for_more),
+        cmocka_unit_test(test_pop_batch_preferred_size),
+        cmocka_unit_test(test_pop_batch_returns_at_max),
+        cmocka_unit_test(test_pop_batch_close_wakes),
         cmocka_unit_test(test_threads_deliver_exactly_once),
     };
 
