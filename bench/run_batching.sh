@@ -118,6 +118,37 @@ for f in "$SERVER" "$DRIVER"; do
     fi
 done
 
+# ---- Noise ----
+
+# Work on the machine that is not this benchmark's: busy CPU time of all
+# cores (/proc/stat) minus the CPU time of this shell and everything it
+# started and reaped (the server, the clients), over the wall time.  The
+# load average cannot tell the two apart; this can.
+CLK_TCK=$(getconf CLK_TCK)
+TIMES_FILE=$(mktemp)
+machine_busy_s() {
+    awk -v hz="$CLK_TCK" '/^cpu / {
+        print ($2 + $3 + $4 + $7 + $8 + $9) / hz; exit }' /proc/stat
+}
+own_cpu_s() {
+    times >"$TIMES_FILE" # a builtin without a subshell: children included
+    awk '{ for (i = 1; i <= NF; i++) { split($i, a, /[ms]/)
+               t += a[1] * 60 + a[2] } } END { print t }' "$TIMES_FILE"
+}
+noise_start() {
+    NOISE_T0=$(date +%s.%N)
+    NOISE_BUSY0=$(machine_busy_s)
+    NOISE_OWN0=$(own_cpu_s)
+}
+# Prints the other work in cores, averaged over the run (call once every
+# process the script started has been reaped).
+noise_cores() {
+    awk -v t0="$NOISE_T0" -v t1="$(date +%s.%N)" -v b0="$NOISE_BUSY0" \
+        -v b1="$(machine_busy_s)" -v o0="$NOISE_OWN0" -v o1="$(own_cpu_s)" \
+        'BEGIN { x = ((b1 - b0) - (o1 - o0)) / (t1 - t0)
+                 printf "%.2f", (x < 0 ? 0 : x) }'
+}
+
 # ---- Output files and pipeline copies ----
 
 OUT_DIR=$ROOT/bench/out
@@ -162,7 +193,7 @@ stop_server() {
     fi
     SERVER_PID=
 }
-trap stop_server EXIT
+trap 'stop_server; rm -f "$TIMES_FILE"' EXIT
 trap 'exit 130' INT TERM
 
 # start_server <pipeline> <log>: sets SERVER_PID, PORT and HTTP_PORT.
@@ -239,6 +270,7 @@ refine_rates() {
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+noise_start
 STATUS=0
 for label in unbatched batched; do
     start_server "$BASE/$label.json" "$BASE-$label.server.log"
@@ -287,6 +319,7 @@ for label in unbatched batched; do
     stop_server
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+OTHER_CORES=$(noise_cores)
 
 # ---- Table ----
 
@@ -294,7 +327,8 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "batching benchmark $STAMP: fall-detection, extended protocol," \
         "build ${BUILD_TYPE:-?}, workers=$WORKERS grpc-threads=$GRPC_THREADS,"
     echo "  windows of ${WINDOW_MS} ms (at most $MAX_WINDOWS per point)," \
-        "$(nproc) cores, load $LOAD_BEFORE -> $LOAD_AFTER"
+        "$(nproc) cores, load $LOAD_BEFORE -> $LOAD_AFTER," \
+        "other work ${OTHER_CORES} cores"
     echo "  sustained: req/s >= 95% of the offered rate, p99 <= ${P99_MS} ms," \
         "no failed request"
     awk -F, -v p99_max="$P99_MS" -v goal="$GOAL" "$SUSTAINED_AWK"'

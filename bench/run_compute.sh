@@ -126,6 +126,37 @@ with open(sys.argv[2], "w", encoding="utf-8") as f:
 EOF
 fi
 
+# ---- Noise ----
+
+# Work on the machine that is not this benchmark's: busy CPU time of all
+# cores (/proc/stat) minus the CPU time of this shell and everything it
+# started and reaped (the server, the clients), over the wall time.  The
+# load average cannot tell the two apart; this can.
+CLK_TCK=$(getconf CLK_TCK)
+TIMES_FILE=$(mktemp)
+machine_busy_s() {
+    awk -v hz="$CLK_TCK" '/^cpu / {
+        print ($2 + $3 + $4 + $7 + $8 + $9) / hz; exit }' /proc/stat
+}
+own_cpu_s() {
+    times >"$TIMES_FILE" # a builtin without a subshell: children included
+    awk '{ for (i = 1; i <= NF; i++) { split($i, a, /[ms]/)
+               t += a[1] * 60 + a[2] } } END { print t }' "$TIMES_FILE"
+}
+noise_start() {
+    NOISE_T0=$(date +%s.%N)
+    NOISE_BUSY0=$(machine_busy_s)
+    NOISE_OWN0=$(own_cpu_s)
+}
+# Prints the other work in cores, averaged over the run (call once every
+# process the script started has been reaped).
+noise_cores() {
+    awk -v t0="$NOISE_T0" -v t1="$(date +%s.%N)" -v b0="$NOISE_BUSY0" \
+        -v b1="$(machine_busy_s)" -v o0="$NOISE_OWN0" -v o1="$(own_cpu_s)" \
+        'BEGIN { x = ((b1 - b0) - (o1 - o0)) / (t1 - t0)
+                 printf "%.2f", (x < 0 ? 0 : x) }'
+}
+
 # ---- Output files ----
 
 OUT_DIR=$ROOT/bench/out
@@ -149,10 +180,11 @@ stop_server() {
     fi
     SERVER_PID=
 }
-trap stop_server EXIT
+trap 'stop_server; rm -f "$TIMES_FILE"' EXIT
 trap 'exit 130' INT TERM
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+noise_start
 log "starting the server (workers=$WORKERS)"
 "$SERVER" serve "$PIPELINE" --grpc-port 0 --http-port 0 --address 127.0.0.1 \
     --workers "$WORKERS" 2>"$SERVER_LOG" &
@@ -187,7 +219,6 @@ last_check() {
 server_ticks() {
     awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"
 }
-CLK_TCK=$(getconf CLK_TCK)
 
 STATUS=0
 for b in $BATCHES; do
@@ -230,6 +261,7 @@ for b in $BATCHES; do
 done
 stop_server
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+OTHER_CORES=$(noise_cores)
 
 # ---- Table ----
 
@@ -238,7 +270,8 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
         "${BUILD_TYPE:-?}, workers=$WORKERS, concurrency=$CONCURRENCY," \
         "server batching ${SERVER_BATCHING:-off},"
     echo "  ${WARMUP}s warmup + ${RUN_SECONDS}s per row, $(nproc) cores," \
-        "load $LOAD_BEFORE -> $LOAD_AFTER"
+        "load $LOAD_BEFORE -> $LOAD_AFTER," \
+        "other work ${OTHER_CORES} cores"
     # CPU per image over warmup + measured time: the server's (from /proc),
     # the client's, and the in-process program's (all its threads).
     awk -F, -v goal="$GOAL" '

@@ -14,7 +14,7 @@ packages=(
     libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
     libjansson-dev libmicrohttpd-dev libcmocka-dev
     python3 python3-grpcio python3-grpc-tools python3-onnx python3-numpy
-    curl prometheus
+    curl prometheus gnuplot-nox
 )
 # npm fetches ONNX Runtime; Node.js may already come from elsewhere.
 if ! command -v npm >/dev/null 2>&1; then

@@ -186,8 +186,8 @@ options_list_item(const char *flag, const char *item, double min, double max,
 {
     const char *dots = strstr(item, "..");
     char        first[64];
-    double      a;
-    double      b;
+    double      a = 0;
+    double      b = 0;
     size_t      n;
 
     if (dots == NULL) {

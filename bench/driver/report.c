@@ -234,6 +234,7 @@ mi_bench_report_plot(const mi_bench_options *o, const mi_bench_point *points,
         /* Concurrencies are usually powers of two; rates are not. */
         fprintf(g, "set logscale x %d\n",
                 o->mode == MI_BENCH_MODE_CLOSED ? 2 : 10);
+        fprintf(g, "set xrange [%g:%g]\n", lo / 1.25, hi * 1.25);
     }
     if (lo == hi) {
         fprintf(g, "set xrange [%g:%g]\n", lo * 0.5, hi * 1.5);

@@ -496,8 +496,8 @@ onnxruntime_options(onnxruntime_model *m, const mi_params *params,
     };
     const OrtApi      *api  = onnxruntime_api;
     const mi_host_api *host = m->host;
-    int                intra;
-    int                inter;
+    int                intra = 1;
+    int                inter = 1;
     const char        *opt;
     const char        *mode;
     bool               allow_spinning;

@@ -59,7 +59,7 @@ mi_params_parse(const char *json_text, const char *path, mi_params **out,
 {
     json_error_t jerr;
     json_t      *obj = json_loads(json_text, 0, &jerr);
-    mi_params   *p;
+    mi_params   *p = NULL;
 
     if (obj == NULL) {
         return mi_error_set(err, MI_EINVAL, "%s: line %d: %s", path,
