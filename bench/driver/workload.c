@@ -561,7 +561,7 @@ mi_bench_workload_decode(const mi_bench_workload *wl, bool is_unary,
 {
     const uint8_t *p   = data;
     const uint8_t *end = data + len;
-    workload_field f;
+    workload_field f = {0};
     bool           is_bad = false;
 
     memset(out, 0, sizeof(*out));
