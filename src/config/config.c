@@ -215,7 +215,8 @@ static mi_status
 config_parse_model(json_t *root, const char *file, mi_pipeline_config *cfg,
                    mi_error *err)
 {
-    static const char *const keys[] = {"backend", "path", "params", NULL};
+    static const char *const keys[] = {"backend", "path", "params",
+                                       "passthrough", NULL};
     json_t *model = json_object_get(root, "model");
     char    rel[1024];
 
@@ -231,6 +232,30 @@ config_parse_model(json_t *root, const char *file, mi_pipeline_config *cfg,
         config_get_string(model, "model", "path", true, rel, sizeof(rel),
                           err) != MI_OK) {
         return MI_EINVAL;
+    }
+    {
+        json_t *pass = json_object_get(model, "passthrough");
+        if (pass != NULL) {
+            if (!json_is_array(pass) ||
+                json_array_size(pass) > MI_MAX_TENSORS) {
+                return mi_error_set(err, MI_EINVAL,
+                                    "model.passthrough: expected an array "
+                                    "of at most %d tensor names",
+                                    MI_MAX_TENSORS);
+            }
+            for (size_t i = 0; i < json_array_size(pass); i++) {
+                json_t *n = json_array_get(pass, i);
+                if (!json_is_string(n) || json_string_length(n) == 0 ||
+                    json_string_length(n) >= MI_NAME_MAX) {
+                    return mi_error_set(err, MI_EINVAL,
+                                        "model.passthrough[%zu]: expected a "
+                                        "tensor name", i);
+                }
+                mi_strlcpy(cfg->passthrough[i], json_string_value(n),
+                           MI_NAME_MAX);
+            }
+            cfg->n_passthrough = (uint32_t)json_array_size(pass);
+        }
     }
     cfg->model_params = json_object_get(model, "params");
     if (cfg->model_params != NULL && !json_is_object(cfg->model_params)) {

@@ -36,6 +36,10 @@ typedef struct mi_pipeline_config {
     char            backend[MI_NAME_MAX];
     char            model_path[1024]; /* absolute, or as given if absolute */
     json_t         *model_params;     /* may be NULL */
+    /* Tensors that go around the model, from preprocessing to
+     * postprocessing (such as the original image sizes). */
+    uint32_t        n_passthrough;
+    char            passthrough[MI_MAX_TENSORS][MI_NAME_MAX];
     size_t          n_post;
     mi_step_config *post;
     int64_t         warmup_runs; /* zero-filled runs before serving */

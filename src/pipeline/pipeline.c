@@ -336,6 +336,28 @@ pipeline_verify_model(mi_pipeline *p, const mi_format *fmt,
  * and output needs a dynamic first dimension and fixed-size elements.  A
  * model without one runs request by request, which is said once here.
  */
+/* Moves the passthrough tensors out of fmt into pass. */
+static mi_status
+pipeline_split_passthrough(const mi_pipeline *p, mi_format *fmt,
+                           mi_format *pass, mi_error *err)
+{
+    pass->n_tensors = 0;
+    for (uint32_t i = 0; i < p->cfg->n_passthrough; i++) {
+        const char *name = p->cfg->passthrough[i];
+        int         k    = mi_format_find(fmt, name);
+        if (k < 0) {
+            return mi_error_set(err, MI_EINVAL,
+                                "model.passthrough: no tensor '%s' reaches "
+                                "the model", name);
+        }
+        if (mi_format_add(pass, &fmt->tensors[k], err) != MI_OK) {
+            return MI_EINVAL;
+        }
+        fmt->tensors[k] = fmt->tensors[--fmt->n_tensors];
+    }
+    return MI_OK;
+}
+
 static bool
 pipeline_can_batch(const mi_pipeline *p)
 {
@@ -399,6 +421,7 @@ mi_pipeline_create(mi_pipeline_config *cfg, const mi_pipeline_options *opts,
 {
     mi_pipeline *p;
     mi_format    fmt;
+    mi_format    pass;
     char         from[128];
     uint64_t     t_start;
     mi_status    rc;
@@ -452,11 +475,22 @@ mi_pipeline_create(mi_pipeline_config *cfg, const mi_pipeline_options *opts,
     } else {
         snprintf(from, sizeof(from), "the declared input");
     }
-    rc = pipeline_verify_model(p, &fmt, from, err);
+    rc = pipeline_split_passthrough(p, &fmt, &pass, err);
+    if (rc == MI_OK) {
+        rc = pipeline_verify_model(p, &fmt, from, err);
+    }
     if (rc != MI_OK) {
         goto fail;
     }
     fmt = p->model_out;
+    for (uint32_t i = 0; i < pass.n_tensors; i++) {
+        if (mi_format_add(&fmt, &pass.tensors[i], err) != MI_OK) {
+            rc = mi_error_set(err, MI_EINVAL,
+                              "model.passthrough: '%s' clashes with a model "
+                              "output", pass.tensors[i].name);
+            goto fail;
+        }
+    }
     rc  = pipeline_verify_stages(p->post, p->n_post, &fmt, err);
     if (rc != MI_OK) {
         goto fail;
@@ -578,7 +612,11 @@ pipeline_run_pre(mi_pipeline *p, mi_request *req, mi_error *err)
     return rc;
 }
 
-/* The model inputs among req->outputs, in the model's order. */
+/*
+ * The model inputs among req->outputs, in the model's order, followed by
+ * the passthrough tensors (which the backend must not see: callers pass
+ * only the first model_in.n_tensors to it).
+ */
 static mi_status
 pipeline_model_inputs(const mi_pipeline *p, const mi_request *req,
                       mi_tensor_list *in, mi_error *err)
@@ -594,6 +632,33 @@ pipeline_model_inputs(const mi_pipeline *p, const mi_request *req,
         }
         in->tensors[in->n_tensors++] = req->outputs.tensors[k];
     }
+    /* Behind them, the tensors that go around the model. */
+    for (uint32_t i = 0; i < p->cfg->n_passthrough; i++) {
+        int k = mi_tensor_list_find(&req->outputs, p->cfg->passthrough[i]);
+        if (k < 0) {
+            return mi_error_set(err, MI_EINTERNAL,
+                                "passthrough '%s' missing at run time",
+                                p->cfg->passthrough[i]);
+        }
+        in->tensors[in->n_tensors++] = req->outputs.tensors[k];
+    }
+    return MI_OK;
+}
+
+/*
+ * Appends the passthrough tensors to out.  They were in `from` (the
+ * tensors after preprocessing, gathered by pipeline_model_inputs behind the
+ * model inputs).
+ */
+static mi_status
+pipeline_add_passthrough(const mi_pipeline *p, const mi_tensor_list *from,
+                         mi_tensor_list *out, mi_error *err)
+{
+    for (uint32_t i = p->model_in.n_tensors; i < from->n_tensors; i++) {
+        if (mi_tensor_list_add(out, &from->tensors[i], err) != MI_OK) {
+            return MI_EINTERNAL;
+        }
+    }
     return MI_OK;
 }
 
@@ -604,15 +669,22 @@ pipeline_run_model(mi_pipeline *p, void *instance, mi_request *req,
 {
     mi_tensor_list in;
     uint64_t       t0 = mi_clock_ns();
+    uint32_t       n_all;
     mi_status      rc = pipeline_model_inputs(p, req, &in, err);
 
     if (rc != MI_OK) {
         return rc;
     }
     req->outputs.n_tensors = 0;
+    n_all          = in.n_tensors;
+    in.n_tensors   = p->model_in.n_tensors; /* the backend sees only these */
     rc = p->backend->backend->infer(p->model, instance, &req->ctx, &in,
                                     &req->outputs, err);
+    in.n_tensors       = n_all;
     req->time_infer_ns = mi_clock_ns() - t0;
+    if (rc == MI_OK) {
+        rc = pipeline_add_passthrough(p, &in, &req->outputs, err);
+    }
     return rc;
 }
 
@@ -670,13 +742,13 @@ pipeline_batch_fits(const mi_pipeline *p, mi_request *const *reqs, size_t n)
             return false;
         }
         /* A request's inputs must agree on its number of rows. */
-        for (uint32_t i = 1; i < other.n_tensors; i++) {
+        for (uint32_t i = 1; i < p->model_in.n_tensors; i++) {
             if (other.tensors[i].rank < 1 || other.tensors[0].rank < 1 ||
                 other.tensors[i].shape[0] != other.tensors[0].shape[0]) {
                 return false;
             }
         }
-        for (uint32_t i = 0; i < first.n_tensors; i++) {
+        for (uint32_t i = 0; i < p->model_in.n_tensors; i++) {
             const mi_tensor *a = &first.tensors[i];
             const mi_tensor *b = &other.tensors[i];
             if (a->rank != b->rank || a->rank < 1 ||
@@ -714,7 +786,7 @@ pipeline_run_batch(mi_pipeline *p, void *instance, mi_request *const *reqs,
     atomic_init(&b->refs, 1); /* ours, until the requests hold theirs */
 
     rc = pipeline_model_inputs(p, reqs[0], &in, err);
-    for (uint32_t i = 0; rc == MI_OK && i < in.n_tensors; i++) {
+    for (uint32_t i = 0; rc == MI_OK && i < p->model_in.n_tensors; i++) {
         mi_tensor      *t = &in.tensors[i];
         mi_tensor_list  one;
         int64_t         shape[MI_MAX_RANK];
@@ -738,6 +810,7 @@ pipeline_run_batch(mi_pipeline *p, void *instance, mi_request *const *reqs,
     }
     if (rc == MI_OK) {
         out.n_tensors = 0;
+        in.n_tensors  = p->model_in.n_tensors;
         rc = p->backend->backend->infer(p->model, instance, &b->ctx, &in,
                                         &out, err);
     }
@@ -771,6 +844,10 @@ pipeline_run_batch(mi_pipeline *p, void *instance, mi_request *const *reqs,
             req->outputs.tensors[req->outputs.n_tensors++] = t;
         }
         row += (size_t)rows;
+        /* The request's own tensors that went around the model. */
+        for (uint32_t i = p->model_in.n_tensors; i < one.n_tensors; i++) {
+            req->outputs.tensors[req->outputs.n_tensors++] = one.tensors[i];
+        }
         req->time_infer_ns = dt;
         atomic_fetch_add(&b->refs, 1);
         rc = mi_arena_on_free(&req->arena, pipeline_batch_unref, b, err);
