@@ -96,32 +96,38 @@ PIPELINE=$MODELS/identity.json
 # ---- Noise ----
 
 # Work on the machine that is not this benchmark's: busy CPU time of all
-# cores (/proc/stat) minus the CPU time of this shell and everything it
-# started and reaped (the server, the clients), over the wall time.  The
-# load average cannot tell the two apart; this can.
+# cores (/proc/stat: user, nice, system and steal; not interrupts, which
+# loopback traffic of our own would fill) minus the CPU time of this shell
+# and everything it started and reaped (the server, the clients), over the
+# wall time.  The load average cannot tell the two apart; this can.
 CLK_TCK=$(getconf CLK_TCK)
 TIMES_FILE=$(mktemp)
 machine_busy_s() {
     awk -v hz="$CLK_TCK" '/^cpu / {
-        print ($2 + $3 + $4 + $7 + $8 + $9) / hz; exit }' /proc/stat
+        print ($2 + $3 + $4 + $9) / hz; exit }' /proc/stat
 }
-own_cpu_s() {
-    times >"$TIMES_FILE" # a builtin without a subshell: children included
-    awk '{ for (i = 1; i <= NF; i++) { split($i, a, /[ms]/)
-               t += a[1] * 60 + a[2] } } END { print t }' "$TIMES_FILE"
+# Sets OWN_CPU_S.  `times` must run in this shell, not in a $(...) subshell,
+# whose own times and children's are its own.
+own_cpu() {
+    times >"$TIMES_FILE"
+    OWN_CPU_S=$(awk '{ for (i = 1; i <= NF; i++) { split($i, a, /[ms]/)
+                           t += a[1] * 60 + a[2] } } END { print t }' \
+        "$TIMES_FILE")
 }
 noise_start() {
     NOISE_T0=$(date +%s.%N)
     NOISE_BUSY0=$(machine_busy_s)
-    NOISE_OWN0=$(own_cpu_s)
+    own_cpu
+    NOISE_OWN0=$OWN_CPU_S
 }
-# Prints the other work in cores, averaged over the run (call once every
-# process the script started has been reaped).
-noise_cores() {
-    awk -v t0="$NOISE_T0" -v t1="$(date +%s.%N)" -v b0="$NOISE_BUSY0" \
-        -v b1="$(machine_busy_s)" -v o0="$NOISE_OWN0" -v o1="$(own_cpu_s)" \
-        'BEGIN { x = ((b1 - b0) - (o1 - o0)) / (t1 - t0)
-                 printf "%.2f", (x < 0 ? 0 : x) }'
+# Sets OTHER_CORES: the other work in cores, averaged over the run (call
+# once every process the script started has been reaped).
+noise_end() {
+    own_cpu
+    OTHER_CORES=$(awk -v t0="$NOISE_T0" -v t1="$(date +%s.%N)" \
+        -v b0="$NOISE_BUSY0" -v b1="$(machine_busy_s)" -v o0="$NOISE_OWN0" \
+        -v o1="$OWN_CPU_S" 'BEGIN { x = ((b1 - b0) - (o1 - o0)) / (t1 - t0)
+                                    printf "%.2f", (x < 0 ? 0 : x) }')
 }
 
 # ---- Output files ----
@@ -208,7 +214,7 @@ for p in $PROTOCOLS; do
 done
 stop_server
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-OTHER_CORES=$(noise_cores)
+noise_end
 
 # ---- Table ----
 

@@ -23,6 +23,14 @@ const mi_plugin_desc *mi_builtin_rename(void);
 const mi_plugin_desc *mi_builtin_select(void);
 const mi_plugin_desc *mi_builtin_threshold(void);
 const mi_plugin_desc *mi_builtin_sleep(void);
+const mi_plugin_desc *mi_builtin_decode_image(void);
+const mi_plugin_desc *mi_builtin_resize(void);
+const mi_plugin_desc *mi_builtin_pad(void);
+const mi_plugin_desc *mi_builtin_channel_order(void);
+const mi_plugin_desc *mi_builtin_db_postprocess(void);
+const mi_plugin_desc *mi_builtin_score_threshold(void);
+const mi_plugin_desc *mi_builtin_top_k(void);
+const mi_plugin_desc *mi_builtin_nms(void);
 #ifdef MI_WITH_ORT
 const mi_plugin_desc *mi_builtin_onnxruntime(void);
 #endif
@@ -32,6 +40,14 @@ static const registry_fn registry_builtins[] = {
     mi_builtin_normalize, mi_builtin_reshape,     mi_builtin_expand_dims,
     mi_builtin_squeeze,   mi_builtin_transpose,   mi_builtin_rename,
     mi_builtin_select,    mi_builtin_threshold,   mi_builtin_sleep,
+    mi_builtin_decode_image,
+    mi_builtin_resize,
+    mi_builtin_pad,
+    mi_builtin_channel_order,
+    mi_builtin_db_postprocess,
+    mi_builtin_score_threshold,
+    mi_builtin_top_k,
+    mi_builtin_nms,
 #ifdef MI_WITH_ORT
     mi_builtin_onnxruntime,
 #endif
@@ -98,7 +114,7 @@ mi_status
 mi_registry_find(mi_plugin_kind kind, const char *name,
                  const mi_plugin_desc **out, mi_error *err)
 {
-    char   known[256] = "";
+    char   known[1024] = "";
     size_t n          = 0;
 
     for (size_t i = 0; i < REGISTRY_N; i++) {
