@@ -22,7 +22,10 @@
 #
 # usage: bench/run_image.sh [--seconds T] [--workers N] [--concurrency C]
 #                           [--batches "1 4 16"] [--fill random|pattern]
-#                           [--build-dir DIR] [--no-build]
+#                           [--pipeline FILE] [--build-dir DIR] [--no-build]
+#   --pipeline     another pipeline file with the same input (default
+#                  examples/image-detection/pipeline.json), e.g. a copy
+#                  without "batching" to compare
 #   --seconds      measured seconds per run (default 20; the driver measures
 #                  in windows of T/4 s and the in-process run takes T s
 #                  after a warmup of T/4 s)
@@ -38,6 +41,7 @@ BATCHES="1 4 16"
 FILL=pattern
 DO_BUILD=1
 GOAL=0.95
+PIPELINE=$ROOT/examples/image-detection/pipeline.json
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -46,6 +50,7 @@ while [ $# -gt 0 ]; do
     --concurrency) CONCURRENCY=$2; shift 2 ;;
     --batches) BATCHES=$2; shift 2 ;;
     --fill) FILL=$2; shift 2 ;;
+    --pipeline) PIPELINE=$(realpath -m "$2"); shift 2 ;;
     --build-dir) BUILD_DIR=$(realpath -m "$2"); shift 2 ;;
     --no-build) DO_BUILD=0; shift ;;
     -h | --help)
@@ -84,7 +89,6 @@ bash "$ROOT/scripts/install-models.sh" >&2
 SERVER=$BUILD_DIR/modinfer
 DRIVER=$BUILD_DIR/modinfer-bench
 INPROC=$BUILD_DIR/bench/mi-bench-image-inprocess
-PIPELINE=$ROOT/examples/image-detection/pipeline.json
 for f in "$SERVER" "$DRIVER" "$INPROC"; do
     if [ ! -x "$f" ]; then
         log "missing $f (build with gRPC and ONNX Runtime on)"
@@ -205,7 +209,7 @@ done
 # ---- Table ----
 
 {
-    echo "image benchmark $STAMP: examples/image-detection/pipeline.json," \
+    echo "image benchmark $STAMP: ${PIPELINE#"$ROOT"/}," \
         "build ${BUILD_TYPE:-?}, workers=$WORKERS, concurrency=$CONCURRENCY," \
         "fill=$FILL, $(nproc) cores"
     awk -F, -v goal="$GOAL" '

@@ -14,7 +14,7 @@ packages=(
     libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
     libjansson-dev libmicrohttpd-dev libcmocka-dev
     python3 python3-grpcio python3-grpc-tools python3-onnx python3-numpy
-    curl prometheus gnuplot-nox
+    curl prometheus gnuplot-nox imagemagick
 )
 # npm fetches ONNX Runtime; Node.js may already come from elsewhere.
 if ! command -v npm >/dev/null 2>&1; then
@@ -53,3 +53,4 @@ if ((${#missing[@]} > 0)); then
 fi
 
 bash scripts/install-ort.sh
+bash scripts/install-models.sh
