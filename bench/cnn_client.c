@@ -7,8 +7,9 @@
  * mi-bench-cnn-inprocess runs for the same --seed and --batch.
  *
  * modinfer-bench sends the fall-detection windows (int32 [9,3]) and uint8
- * [B,900,1200,3] images, neither of which this model takes, and the server
- * has no resize step to get from one to the other; so the compute
+ * [B,900,1200,3] images, neither of which this model takes; getting from
+ * the images to its input would put resize, transpose and cast steps in
+ * the pipeline, work that the ORT baseline does not do.  So the compute
  * benchmark has this small client of its own.
  *
  * The request is encoded once, before the run (its id field left empty: a

@@ -22,9 +22,10 @@
 # checks that they agree, so both figures describe the same computation.
 # Results: bench/out/compute-<time>.{csv,txt,log}.
 #
-# modinfer-bench cannot drive this model (its workloads are int32 [9,3]
-# windows and uint8 [B,900,1200,3] images, and the server has no resize
-# step), hence the dedicated client mi-bench-cnn.
+# modinfer-bench cannot drive this model as it is (its workloads are int32
+# [9,3] windows and uint8 [B,900,1200,3] images; resize, transpose and cast
+# steps would add preprocessing that the ORT baseline does not do), hence
+# the dedicated client mi-bench-cnn.
 #
 # usage: bench/run_compute.sh [--seconds T] [--warmup W] [--workers N]
 #                             [--batches "1 16"] [--concurrency C]
