@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * What the fall-detection benchmarks share: the request windows replayed
- * from the reference stream, a latency histogram, option parsing, and the
- * result line they print and append to a CSV file.  Everything here is
- * `static inline`, so each benchmark executable gets its own copy and no
- * symbol leaves it.
+ * What the benchmarks share (modinfer-bench, the in-process baselines and
+ * cnn_bench.h): the fall-detection request windows replayed from the
+ * reference stream, a latency histogram, option parsing, and the result
+ * line the in-process programs print and append to a CSV file.
+ * Everything here is `static inline`, so each benchmark executable gets its
+ * own copy and no symbol leaves it.
  *
  * The histogram is log-linear: values below 128 ns have a bucket each, and
  * every power-of-two range above is cut into 128 equal buckets, so a
@@ -314,8 +315,8 @@ bench_hist_quantile_ns(const bench_hist *h, double q)
 /* ---- Results ---- */
 
 typedef struct bench_result {
-    char        config[64]; /* "grpc streams=8 depth=1", "inprocess-model" */
-    uint32_t    n_streams;  /* 0 where it does not apply */
+    char        config[64]; /* "inprocess-model", "inprocess batch=1 ..." */
+    uint32_t    n_streams;  /* threads (or streams); 0 if it does not apply */
     uint32_t    depth;
     double      seconds;    /* length of the measured window */
     uint64_t    n_requests; /* answered correctly within the window */

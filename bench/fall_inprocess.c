@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * mi-bench-fall-inprocess: the baselines that the gRPC figures of
- * mi-bench-fall are divided by, measured without any network.
+ * mi-bench-fall-inprocess: the baselines that bench/run_fall.sh divides
+ * the served figures of modinfer-bench by, measured without any network.
  *
  *   pipeline  the fall-detection pipeline as the server builds it
  *             (mi_pipeline_config_load + mi_pipeline_create), one request

@@ -2,12 +2,19 @@
 # SPDX-License-Identifier: Apache-2.0
 #
 # Runs the fall-detection benchmark: builds what it needs, starts the server
-# on a free loopback port, drives it with mi-bench-fall at 1, 8 and 64
-# streams (depth 1), stops it with SIGTERM, runs the in-process baselines,
-# and prints one table with the ratio of the best served req/s to the
-# in-process pipeline (1 thread) and to the model alone.  Every figure comes
-# from this run; nothing is compared with numbers from another machine or
-# another day.  Results go to bench/out/fall-<time>.{csv,txt,log}.
+# on a free loopback port, drives it with modinfer-bench (closed loop, the
+# extended protocol) at 1, 8 and 64 streams (depth 1: one request
+# outstanding per stream), stops it with SIGTERM, runs the in-process
+# baselines, and prints one table with the ratio of the best served req/s
+# to the in-process pipeline (1 thread) and to the model alone.  Every
+# figure comes from this run; nothing is compared with numbers from another
+# machine or another day.  Results go to
+# bench/out/fall-<time>.{csv,inprocess.csv,txt,log}.
+#
+# Each served row is one modinfer-bench run after an unmeasured warmup run
+# of --warmup seconds at the same load: windows of --seconds / 3, until the
+# last three agree within --stability % or --max-windows have run; the row
+# reports those last three windows, so --seconds is the measured span.
 #
 # CPU pinning: none by default.  The machine has 2 cores shared with other
 # work; the server (2 workers + 1 completion-queue thread) needs both cores
@@ -20,7 +27,8 @@
 #
 # usage: bench/run_fall.sh [--seconds T] [--warmup W] [--workers N]
 #                          [--grpc-threads N] [--streams "1 8 64"]
-#                          [--depth D] [--build-dir DIR] [--no-build]
+#                          [--depth D] [--max-windows N] [--stability PCT]
+#                          [--build-dir DIR] [--no-build]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +39,8 @@ WORKERS=2
 GRPC_THREADS=1
 STREAMS="1 8 64"
 DEPTH=1
+MAX_WINDOWS=6
+STABILITY=10
 DO_BUILD=1
 
 while [ $# -gt 0 ]; do
@@ -41,6 +51,8 @@ while [ $# -gt 0 ]; do
     --grpc-threads) GRPC_THREADS=$2; shift 2 ;;
     --streams) STREAMS=$2; shift 2 ;;
     --depth) DEPTH=$2; shift 2 ;;
+    --max-windows) MAX_WINDOWS=$2; shift 2 ;;
+    --stability) STABILITY=$2; shift 2 ;;
     --build-dir) BUILD_DIR=$(realpath -m "$2"); shift 2 ;;
     --no-build) DO_BUILD=0; shift ;;
     -h | --help)
@@ -50,6 +62,28 @@ while [ $# -gt 0 ]; do
     *) echo "run_fall.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
+
+# Milliseconds of `seconds / parts`, rounded; empty when not a number >= 0.
+ms_of() {
+    awk -v s="$1" -v n="$2" 'BEGIN {
+        if (s !~ /^[0-9]+([.][0-9]*)?$|^[.][0-9]+$/) { exit }
+        printf "%d", s * 1000 / n + 0.5 }'
+}
+WINDOW_MS=$(ms_of "$RUN_SECONDS" 3)
+WARMUP_MS=$(ms_of "$WARMUP" 1)
+if [ -z "$WINDOW_MS" ] || [ "$WINDOW_MS" -lt 10 ]; then
+    echo "run_fall.sh: --seconds: expected at least 0.03, got" \
+        "'$RUN_SECONDS'" >&2
+    exit 2
+fi
+if [ -z "$WARMUP_MS" ]; then
+    echo "run_fall.sh: --warmup: expected seconds, got '$WARMUP'" >&2
+    exit 2
+fi
+case $DEPTH in
+'' | *[!0-9]* | 0) echo "run_fall.sh: --depth: expected a positive" \
+    "integer, got '$DEPTH'" >&2; exit 2 ;;
+esac
 
 log() { echo "run_fall.sh: $*" >&2; }
 
@@ -72,7 +106,7 @@ if [ "$DO_BUILD" = 1 ]; then
         cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >&2
     fi
     log "building in $BUILD_DIR"
-    cmake --build "$BUILD_DIR" -j2 --target modinfer mi-bench-fall \
+    cmake --build "$BUILD_DIR" -j2 --target modinfer modinfer-bench \
         mi-bench-fall-inprocess fall_model >&2
 fi
 BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' \
@@ -90,10 +124,10 @@ if [ "$SANITIZE" = ON ]; then
 fi
 
 SERVER=$BUILD_DIR/modinfer
-CLIENT=$BUILD_DIR/bench/mi-bench-fall
+DRIVER=$BUILD_DIR/modinfer-bench
 INPROC=$BUILD_DIR/bench/mi-bench-fall-inprocess
 PIPELINE=${PIPELINE:-$ROOT/examples/fall-detection/pipeline.json}
-for f in "$SERVER" "$CLIENT" "$INPROC"; do
+for f in "$SERVER" "$DRIVER" "$INPROC"; do
     if [ ! -x "$f" ]; then
         log "missing $f (build with gRPC and ONNX Runtime on)"
         exit 1
@@ -102,15 +136,20 @@ done
 
 # ---- Output files ----
 
+# The served rows are modinfer-bench's CSV, the in-process rows
+# mi-bench-fall-inprocess's (bench.h): two formats, two files.
 OUT_DIR=$ROOT/bench/out
 mkdir -p "$OUT_DIR"
 STAMP=$(date +%Y%m%d-%H%M%S)
 CSV=$OUT_DIR/fall-$STAMP.csv
+INPROC_CSV=$OUT_DIR/fall-$STAMP.inprocess.csv
 TXT=$OUT_DIR/fall-$STAMP.txt
 LOG=$OUT_DIR/fall-$STAMP.log
 SERVER_LOG=$OUT_DIR/fall-$STAMP.server.log
 SERVER_CPU=$OUT_DIR/fall-$STAMP.server-cpu.csv
 : >"$LOG"
+: >"$CSV"
+: >"$INPROC_CSV"
 echo "config,server_cpu_s" >"$SERVER_CPU"
 
 # ---- Server ----
@@ -165,22 +204,48 @@ server_ticks() {
 }
 CLK_TCK=$(getconf CLK_TCK)
 
+# Requests of the CSV row labelled $1 that did not end well (failed, never
+# sent, or answered with something that does not match): empty if no row.
+row_errors() {
+    awk -F, -v label="$1" '
+    FNR == 1 { for (i = 1; i <= NF; i++) { idx[$i] = i }; next }
+    $(idx["label"]) == label {
+        e = $(idx["failed"]) + $(idx["client_backlog"]) + \
+            $(idx["bad_response"])
+    }
+    END { if (e != "") { print e } }' "$CSV"
+}
+
 STATUS=0
 for s in $STREAMS; do
-    log "mi-bench-fall --streams $s --depth $DEPTH" \
-        "(${WARMUP}s warmup + ${RUN_SECONDS}s)"
+    c=$((s * DEPTH))
+    label="extended c=$c streams=$s"
+    DRIVER_ARGS=(--protocol extended --target "127.0.0.1:$PORT"
+        --concurrency "$c" --streams "$s" --drain-ms 3000)
+    if [ "$WARMUP_MS" -ge 10 ]; then
+        log "$label: ${WARMUP}s warmup, not measured"
+        pin "${CLIENT_CPUS:-}" "$DRIVER" "${DRIVER_ARGS[@]}" \
+            --window-ms "$WARMUP_MS" --max-windows 1 --quiet \
+            >>"$LOG" 2>&1 || true
+    fi
+    log "$label: windows of $WINDOW_MS ms (3 measured, at most $MAX_WINDOWS)"
     TICKS_BEFORE=$(server_ticks)
-    if ! pin "${CLIENT_CPUS:-}" "$CLIENT" --target "127.0.0.1:$PORT" \
-        --streams "$s" --depth "$DEPTH" --seconds "$RUN_SECONDS" \
-        --warmup "$WARMUP" --csv "$CSV" >>"$LOG" 2>&1; then
-        log "mi-bench-fall --streams $s reported errors (see $LOG)"
+    if ! pin "${CLIENT_CPUS:-}" "$DRIVER" "${DRIVER_ARGS[@]}" \
+        --window-ms "$WINDOW_MS" --max-windows "$MAX_WINDOWS" \
+        --stability "$STABILITY" --label "$label" --csv "$CSV" \
+        >>"$LOG" 2>&1; then
+        log "$label: modinfer-bench failed (see $LOG)"
         STATUS=1
     fi
     if kill -0 "$SERVER_PID" 2>/dev/null; then
         TICKS_AFTER=$(server_ticks)
-        echo "grpc streams=$s depth=$DEPTH,$(awk -v t=$((TICKS_AFTER - \
-            TICKS_BEFORE)) -v hz="$CLK_TCK" 'BEGIN { print t / hz }')" \
-            >>"$SERVER_CPU"
+        echo "$label,$(awk -v t=$((TICKS_AFTER - TICKS_BEFORE)) \
+            -v hz="$CLK_TCK" 'BEGIN { print t / hz }')" >>"$SERVER_CPU"
+    fi
+    errors=$(row_errors "$label")
+    if [ -n "$errors" ] && [ "$errors" != 0 ]; then
+        log "$label: $errors request errors (see $LOG)"
+        STATUS=1
     fi
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
         log "the server died; its log:"
@@ -194,7 +259,7 @@ stop_server
 
 log "mi-bench-fall-inprocess (${WARMUP}s warmup + ${RUN_SECONDS}s each)"
 if ! pin "${CLIENT_CPUS:-}" "$INPROC" --pipeline "$PIPELINE" \
-    --seconds "$RUN_SECONDS" --warmup "$WARMUP" --csv "$CSV" \
+    --seconds "$RUN_SECONDS" --warmup "$WARMUP" --csv "$INPROC_CSV" \
     >>"$LOG" 2>&1; then
     log "mi-bench-fall-inprocess failed (see $LOG)"
     STATUS=1
@@ -203,38 +268,68 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- Table ----
 
-# Columns: req/s and latency of the measured window; CPU per request over
-# warmup + measured time: the server's (from /proc) and the benchmark
-# process's own (the gRPC client, or the in-process path).
+# Columns: req/s and latency of the measured span (the served rows' last
+# three windows); errors over the whole row; CPU per request: the server's
+# (from /proc, over the measured modinfer-bench run: all its windows and the
+# drain, not the warmup run) and the benchmark process's own (modinfer-bench's
+# cpu_us_per_req, over the same span; or the in-process path, warmup
+# included), both divided by the requests that ended in that span.
 {
     echo "fall-detection benchmark $STAMP: build ${BUILD_TYPE:-?}," \
         "workers=$WORKERS grpc-threads=$GRPC_THREADS depth=$DEPTH,"
-    echo "  ${WARMUP}s warmup + ${RUN_SECONDS}s per row, $(nproc) cores," \
-        "load $LOAD_BEFORE -> $LOAD_AFTER, pinning:" \
+    echo "  served: ${WARMUP}s warmup run + windows of ${WINDOW_MS} ms" \
+        "(last 3 of at most $MAX_WINDOWS measured); in-process:" \
+        "${WARMUP}s warmup + ${RUN_SECONDS}s;"
+    echo "  $(nproc) cores, load $LOAD_BEFORE -> $LOAD_AFTER, pinning:" \
         "server ${SERVER_CPUS:-none}, client ${CLIENT_CPUS:-none}"
-    awk -F, '
+    awk -F, -v stability="$STABILITY" '
+    function col(name) { return (name in idx) ? $(idx[name]) : "" }
+    function us(x) { return sprintf("%.1f us", x) }
     BEGIN {
-        printf "%-24s %9s %8s %8s %8s %6s %9s %9s\n", "config", "req/s",
+        printf "%-26s %9s %8s %8s %8s %6s %9s %9s\n", "config", "req/s",
                "p50 us", "p99 us", "p99.9 us", "errors", "srv cpu/r",
                "cli cpu/r"
     }
-    FNR == 1 { next }
+    FNR == 1 {
+        delete idx
+        for (i = 1; i <= NF; i++) { idx[$i] = i }
+        next
+    }
     FILENAME == ARGV[1] { server_cpu[$1] = $2; next }
-    {
-        n_all = $14 + 0
+    FILENAME == ARGV[2] {
+        # modinfer-bench rows
+        cfg = col("label")
+        done = col("ok") + col("failed")
+        errs = col("failed") + col("client_backlog") + col("bad_response")
         srv = "-"
         cli = "-"
-        if (($1 in server_cpu) && n_all > 0) {
-            srv = sprintf("%.1f us", server_cpu[$1] * 1e6 / n_all)
+        if ((cfg in server_cpu) && done > 0) {
+            srv = us(server_cpu[cfg] * 1e6 / done)
         }
-        if (n_all > 0) {
-            cli = sprintf("%.1f us", $15 * 1e6 / n_all)
+        if (done > 0) { cli = us(col("cpu_us_per_req")) }
+        rate = col("req_per_s") + 0
+        if (col("stable") != "yes") {
+            unstable = unstable sprintf("\n  %s: %s after %d windows", cfg,
+                                        col("stable"), col("windows"))
         }
-        printf "%-24s %9.0f %8.1f %8.1f %8.1f %6d %9s %9s\n",
-               $1, $7, $8, $10, $11, $6, srv, cli
-        if ($1 ~ /^grpc/ && $7 + 0 > best) { best = $7 + 0; best_cfg = $1 }
-        if ($1 == "inprocess-pipeline") { pipe = $7 + 0 }
-        if ($1 == "inprocess-model") { model = $7 + 0 }
+        if (rate > best) { best = rate; best_cfg = cfg }
+    }
+    FILENAME == ARGV[3] {
+        # mi-bench-fall-inprocess rows
+        cfg = col("config")
+        errs = col("errors")
+        srv = "-"
+        cli = "-"
+        if (col("all_requests") > 0) {
+            cli = us(col("cpu_s") * 1e6 / col("all_requests"))
+        }
+        rate = col("req_per_s") + 0
+        if (cfg == "inprocess-pipeline") { pipe = rate }
+        if (cfg == "inprocess-model") { model = rate }
+    }
+    {
+        printf "%-26s %9.0f %8.1f %8.1f %8.1f %6d %9s %9s\n", cfg, rate,
+               col("p50_us"), col("p99_us"), col("p999_us"), errs, srv, cli
     }
     END {
         if (best > 0 && pipe > 0) {
@@ -246,7 +341,11 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
             printf "ratio served/model alone (ORT, batch 1):     %.3f\n",
                    best / model
         }
-    }' "$SERVER_CPU" "$CSV"
+        if (unstable != "") {
+            printf "not stable (last 3 windows not within %s%% of their " \
+                   "mean):%s\n", stability, unstable
+        }
+    }' "$SERVER_CPU" "$CSV" "$INPROC_CSV"
 } | tee "$TXT"
-log "csv: $CSV"
+log "csv: $CSV, $INPROC_CSV"
 exit "$STATUS"

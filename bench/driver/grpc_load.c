@@ -21,12 +21,24 @@
  * error status, its sent requests fail with that status, and the stream
  * opens a new call for what is queued.
  *
- * Who touches a stream: its completion-queue thread (responses, closed-loop
- * re-issue), and in open loop the timer thread (issue on schedule).  Each
- * stream has a mutex, held only for bookkeeping and grpc_call_start_batch,
- * never while waiting.  Latency runs from the scheduled time (open loop) or
- * the issue time (closed loop) to the receipt of the response, so a request
- * that waits in the client's queue is charged for the wait.
+ * Only a stream's completion-queue thread touches it: responses,
+ * closed-loop re-issue, and in open loop the requests of the schedule.
+ * Each stream still has a mutex, held only for bookkeeping and
+ * grpc_call_start_batch, never while waiting.  Latency runs from the
+ * scheduled time (open loop) or the issue time (closed loop) to the receipt
+ * of the response, so a request that waits in the client's queue is charged
+ * for the wait.
+ *
+ * Open loop: a timer thread only keeps time.  It wakes at the next due
+ * time, at least --tick-us after its last wake-up (run.h), and wakes each
+ * completion-queue thread that has requests due with an empty batch on the
+ * thread's wake call (the core posts its tag at once).  The thread then
+ * issues every request of its streams that is due, grouped by stream, and
+ * starts the sends itself; it also does so after any other event, so a
+ * busy thread needs no wake-up at all:
+ *
+ *   timer --(empty batch, at most one pending)--> CQ thread: issue what is
+ *   due, then one pump per stream that got requests
  */
 #include "grpc_load.h"
 
@@ -59,7 +71,8 @@ typedef enum gl_tag_kind {
     GL_TAG_RECV,
     GL_TAG_CLOSE,
     GL_TAG_STATUS,
-    GL_TAG_UNARY
+    GL_TAG_UNARY,
+    GL_TAG_WAKE /* open loop: requests are due */
 } gl_tag_kind;
 
 typedef struct gl_tag {
@@ -138,17 +151,28 @@ struct gl_stream {
     uint32_t n_unary; /* unary calls in flight */
     bool     is_given_up;
     bool     is_done;
+    bool     is_issued; /* got requests in the current issue pass */
 };
 
 struct gl_thread {
     mi_bench_grpc         *g;
     pthread_t              thread;
     bool                   is_started;
+    uint32_t               index;
     grpc_completion_queue *cq;
     gl_stream            **streams; /* borrowed from g */
     uint32_t               n_streams;
     uint32_t               n_done;
     mi_bench_recorder     *rec;
+
+    /* Open loop. */
+    grpc_call       *wake_call; /* never started: empty batches only */
+    gl_tag           tag_wake;
+    atomic_bool      is_wake_pending; /* set by the timer, cleared here */
+    uint64_t         next_i;          /* next request of the schedule */
+    _Atomic uint64_t next_i_shown;    /* next_i, for the timer */
+    gl_stream      **issued;          /* streams with is_issued set */
+    uint32_t         n_issued;
 };
 
 struct mi_bench_grpc {
@@ -747,6 +771,8 @@ gl_stream_on_event(gl_stream *s, const gl_tag *tag, bool ok,
     case GL_TAG_UNARY:
         gl_unary_done_locked(s, tag->slot, ok, rec);
         break;
+    case GL_TAG_WAKE:
+        break; /* the thread's, handled before */
     }
     if (tag->kind != GL_TAG_UNARY) {
         s->n_ops--;
@@ -761,18 +787,62 @@ gl_stream_on_event(gl_stream *s, const gl_tag *tag, bool ok,
 
 /* ---- Threads ---- */
 
+/*
+ * Open loop: issues every request of the schedule that is due by `now` and
+ * goes to one of the thread's streams, then starts what can start on each
+ * stream that got some, once per stream.
+ */
+static void
+gl_thread_issue_due(gl_thread *thr, uint64_t now)
+{
+    mi_bench_grpc      *g   = thr->g;
+    const mi_bench_run *run = g->run;
+    uint64_t            i   = thr->next_i;
+    uint64_t            due;
+
+    if (mi_bench_run_phase(run) != MI_BENCH_PHASE_RUN) {
+        return;
+    }
+    for (; (due = mi_bench_run_due_ns(run, i)) <= now; i++) {
+        uint32_t   k = mi_bench_run_stream_of(run, i);
+        gl_stream *s = &g->streams[k];
+
+        if (s->thr != thr) {
+            continue;
+        }
+        pthread_mutex_lock(&s->lock);
+        gl_stream_issue_locked(s, thr->rec, mi_bench_run_window_of(run, i),
+                               due);
+        pthread_mutex_unlock(&s->lock);
+        if (!s->is_issued) {
+            s->is_issued                 = true;
+            thr->issued[thr->n_issued++] = s;
+        }
+    }
+    thr->next_i = i;
+    atomic_store_explicit(&thr->next_i_shown, i, memory_order_release);
+    for (uint32_t j = 0; j < thr->n_issued; j++) {
+        gl_stream *s = thr->issued[j];
+        pthread_mutex_lock(&s->lock);
+        s->is_issued = false;
+        gl_stream_pump_locked(s, thr->rec);
+        pthread_mutex_unlock(&s->lock);
+    }
+    thr->n_issued = 0;
+}
+
 static void *
 gl_thread_main(void *arg)
 {
     gl_thread          *thr     = arg;
     const mi_bench_run *run     = thr->g->run;
+    bool                is_open = run->mode == MI_BENCH_MODE_OPEN;
     uint64_t            t_check = 0;
 
     for (uint32_t i = 0; i < thr->n_streams; i++) {
         gl_stream *s = thr->streams[i];
         pthread_mutex_lock(&s->lock);
-        if (run->mode == MI_BENCH_MODE_OPEN && !thr->g->is_unary &&
-            s->call == NULL) {
+        if (is_open && !thr->g->is_unary && s->call == NULL) {
             /*
              * Open at once, so that no request is charged for the call's
              * set-up; if the core refuses, the first request tries again.
@@ -783,6 +853,9 @@ gl_thread_main(void *arg)
         gl_stream_pump_locked(s, thr->rec);
         pthread_mutex_unlock(&s->lock);
     }
+    if (is_open) {
+        gl_thread_issue_due(thr, mi_clock_ns());
+    }
     while (thr->n_done < thr->n_streams) {
         gpr_timespec deadline = gpr_time_add(
             gpr_now(GPR_CLOCK_MONOTONIC),
@@ -792,11 +865,20 @@ gl_thread_main(void *arg)
 
         if (ev.type == GRPC_OP_COMPLETE) {
             const gl_tag *tag = ev.tag;
-            gl_stream_on_event(tag->stream, tag, ev.success != 0, thr->rec);
+            if (tag->kind == GL_TAG_WAKE) {
+                /* Cleared first: a later wake-up is then never lost. */
+                atomic_store(&thr->is_wake_pending, false);
+            } else {
+                gl_stream_on_event(tag->stream, tag, ev.success != 0, thr->rec);
+            }
         } else if (ev.type == GRPC_QUEUE_SHUTDOWN) {
             break;
         }
         now = mi_clock_ns();
+        if (is_open) {
+            /* After any event, not only a wake-up: whatever is due. */
+            gl_thread_issue_due(thr, now);
+        }
         if (now - t_check < GL_POLL_NS ||
             mi_bench_run_phase(run) != MI_BENCH_PHASE_CLOSE) {
             continue;
@@ -820,41 +902,69 @@ gl_thread_main(void *arg)
     return NULL;
 }
 
-/* Open loop: issues every request of the schedule at its time. */
+/*
+ * Wakes thr unless it has already looked at every request before i, or a
+ * wake-up is still pending.
+ */
+static void
+gl_thread_wake(gl_thread *thr, uint64_t i)
+{
+    if (atomic_load_explicit(&thr->next_i_shown, memory_order_acquire) >= i ||
+        atomic_exchange(&thr->is_wake_pending, true)) {
+        return;
+    }
+    if (grpc_call_start_batch(thr->wake_call, NULL, 0, &thr->tag_wake, NULL) !=
+        GRPC_CALL_OK) {
+        atomic_store(&thr->is_wake_pending, false);
+    }
+}
+
+/*
+ * Open loop: sleeps to the next due time (but at least a tick after its
+ * last wake-up), then wakes the threads whose streams have requests due.
+ */
 static void *
 gl_timer_main(void *arg)
 {
-    mi_bench_grpc      *g   = arg;
-    const mi_bench_run *run = g->run;
-    mi_bench_recorder  *rec = &g->run->recorders[0];
+    mi_bench_grpc      *g      = arg;
+    const mi_bench_run *run    = g->run;
+    uint64_t            i      = 0; /* the first request not yet due */
+    uint64_t            t_last = 0;
+    bool                is_due[MI_BENCH_MAX_THREADS];
 
     /* The default 50 us of slack would be charged to every request. */
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
-    for (uint64_t i = 0;; i++) {
-        uint64_t   due = mi_bench_run_due_ns(run, i);
-        gl_stream *s;
+    for (;;) {
+        uint64_t wake = mi_bench_run_wake_ns(run, i, t_last);
+        uint64_t now;
 
         for (;;) {
-            uint64_t        now = mi_clock_ns();
             uint64_t        until;
             struct timespec ts;
 
+            now = mi_clock_ns();
             if (mi_bench_run_phase(run) != MI_BENCH_PHASE_RUN) {
                 return NULL;
             }
-            if (now >= due) {
+            if (now >= wake) {
                 break;
             }
-            until = due - now > GL_TIMER_NAP_NS ? now + GL_TIMER_NAP_NS : due;
+            until = wake - now > GL_TIMER_NAP_NS ? now + GL_TIMER_NAP_NS : wake;
             ts.tv_sec  = (time_t)(until / 1000000000u);
             ts.tv_nsec = (long)(until % 1000000000u);
             clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
         }
-        s = &g->streams[mi_bench_run_stream_of(run, i)];
-        pthread_mutex_lock(&s->lock);
-        gl_stream_issue_locked(s, rec, mi_bench_run_window_of(run, i), due);
-        gl_stream_pump_locked(s, rec);
-        pthread_mutex_unlock(&s->lock);
+        t_last = now;
+        memset(is_due, 0, sizeof(is_due));
+        for (; mi_bench_run_due_ns(run, i) <= now; i++) {
+            is_due[g->streams[mi_bench_run_stream_of(run, i)].thr->index] =
+                true;
+        }
+        for (uint32_t t = 0; t < g->n_threads; t++) {
+            if (is_due[t]) {
+                gl_thread_wake(&g->threads[t], i);
+            }
+        }
     }
 }
 
@@ -989,6 +1099,7 @@ gl_streams_free(mi_bench_grpc *g)
     }
     for (uint32_t t = 0; g->threads != NULL && t < g->n_threads; t++) {
         mi_free(g->threads[t].streams);
+        mi_free(g->threads[t].issued);
     }
     mi_free(g->streams);
     mi_free(g->threads);
@@ -1014,11 +1125,16 @@ mi_bench_grpc_start(mi_bench_grpc *g, mi_bench_run *run, mi_error *err)
     for (uint32_t t = 0; t < g->n_threads; t++) {
         gl_thread *thr = &g->threads[t];
         thr->g         = g;
-        thr->rec       = &run->recorders[1 + t];
+        thr->index     = t;
+        thr->rec       = &run->recorders[t];
         thr->n_streams = g->n_streams / g->n_threads +
                          (t < g->n_streams % g->n_threads ? 1u : 0u);
-        thr->streams = mi_calloc(thr->n_streams, sizeof(*thr->streams));
-        if (thr->streams == NULL) {
+        thr->streams  = mi_calloc(thr->n_streams, sizeof(*thr->streams));
+        thr->issued   = mi_calloc(thr->n_streams, sizeof(*thr->issued));
+        thr->tag_wake = (gl_tag){GL_TAG_WAKE, NULL, 0};
+        atomic_store(&thr->is_wake_pending, false);
+        atomic_store(&thr->next_i_shown, 0);
+        if (thr->streams == NULL || thr->issued == NULL) {
             gl_streams_free(g);
             return mi_error_set(err, MI_ENOMEM, "out of memory");
         }
@@ -1057,6 +1173,18 @@ mi_bench_grpc_start(mi_bench_grpc *g, mi_bench_run *run, mi_error *err)
     for (uint32_t t = 0; t < g->n_threads; t++) {
         gl_thread *thr = &g->threads[t];
         thr->cq        = grpc_completion_queue_create_for_next(NULL);
+        if (run->mode == MI_BENCH_MODE_OPEN) {
+            thr->wake_call = grpc_channel_create_call(
+                g->channels[0], NULL, GRPC_PROPAGATE_DEFAULTS, thr->cq,
+                grpc_slice_from_static_string(g->method), NULL,
+                gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+            if (thr->wake_call == NULL) {
+                atomic_store(&run->phase, MI_BENCH_PHASE_CLOSE);
+                mi_bench_grpc_join(g);
+                return mi_error_set(err, MI_EINTERNAL,
+                                    "cannot make a wake-up call");
+            }
+        }
         if (pthread_create(&thr->thread, NULL, gl_thread_main, thr) != 0) {
             /* Threads already running stop at CLOSE; join waits for them. */
             atomic_store(&run->phase, MI_BENCH_PHASE_CLOSE);
@@ -1095,6 +1223,10 @@ mi_bench_grpc_join(mi_bench_grpc *g)
         if (thr->is_started) {
             pthread_join(thr->thread, NULL);
             thr->is_started = false;
+        }
+        if (thr->wake_call != NULL) {
+            grpc_call_unref(thr->wake_call);
+            thr->wake_call = NULL;
         }
         if (thr->cq != NULL) {
             grpc_completion_queue_shutdown(thr->cq);

@@ -114,7 +114,9 @@ struct hl_thread {
     hl_conn          **conns; /* borrowed from h */
     uint32_t           n_conns;
     mi_bench_recorder *rec;
-    uint64_t           next_i; /* open loop: next request of the schedule */
+    uint64_t           next_i;   /* open loop: next request of the schedule */
+    uint64_t           t_last;   /* open loop: when requests last came due */
+    uint64_t           armed_ns; /* open loop: the timer's expiry */
 };
 
 struct mi_bench_http {
@@ -592,12 +594,18 @@ hl_conn_on_event(hl_conn *c, uint32_t events)
 
 /* ---- Threads ---- */
 
-/* Open loop: issues the requests that are due, then arms the timer. */
+/*
+ * Open loop: issues the requests that are due, then arms the timer for the
+ * next one, at least a tick after requests last came due (run.h), so that
+ * at high rates one wake-up serves a group of requests.  The timer is
+ * re-armed only when that time changes.
+ */
 static void
 hl_thread_schedule(hl_thread *thr, uint64_t now)
 {
     const mi_bench_run *run       = thr->h->run;
     uint32_t            n_threads = thr->h->n_threads;
+    bool                is_due    = false;
 
     while (mi_bench_run_phase(run) == MI_BENCH_PHASE_RUN) {
         uint64_t due = mi_bench_run_due_ns(run, thr->next_i);
@@ -605,13 +613,24 @@ hl_thread_schedule(hl_thread *thr, uint64_t now)
 
         if (due > now) {
             struct itimerspec its;
+            uint64_t          wake;
+
+            if (is_due) {
+                thr->t_last = now;
+            }
+            wake = mi_bench_run_wake_ns(run, thr->next_i, thr->t_last);
+            if (wake == thr->armed_ns) {
+                return;
+            }
             memset(&its, 0, sizeof(its));
-            its.it_value.tv_sec  = (time_t)(due / 1000000000u);
-            its.it_value.tv_nsec = (long)(due % 1000000000u);
+            its.it_value.tv_sec  = (time_t)(wake / 1000000000u);
+            its.it_value.tv_nsec = (long)(wake % 1000000000u);
             timerfd_settime(thr->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+            thr->armed_ns = wake;
             return;
         }
-        s = mi_bench_run_stream_of(run, thr->next_i);
+        is_due = true;
+        s      = mi_bench_run_stream_of(run, thr->next_i);
         if (s % n_threads == thr->index) {
             hl_conn *c = &thr->h->conns[s];
             hl_conn_issue(c, mi_bench_run_window_of(run, thr->next_i), due);
@@ -879,7 +898,7 @@ mi_bench_http_start(mi_bench_http *h, mi_bench_run *run, mi_error *err)
         hl_thread *thr = &h->threads[t];
         thr->h         = h;
         thr->index     = t;
-        thr->rec       = &run->recorders[1 + t];
+        thr->rec       = &run->recorders[t];
         thr->ep        = -1;
         thr->tfd       = -1;
         thr->n_conns   = h->n_conns / h->n_threads +

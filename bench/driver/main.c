@@ -208,7 +208,7 @@ main_run_point(const mi_bench_options *o, const mi_bench_workload *wl,
     run.opts = o;
     run.wl   = wl;
     main_point_setup(o, load, &run, pt);
-    run.n_recorders = 1 + run.n_threads;
+    run.n_recorders = run.n_threads;
     run.recorders   = mi_calloc(run.n_recorders, sizeof(*run.recorders));
     for (int i = 0; i < MAIN_STABLE_WINDOWS; i++) {
         ring[i].hist = mi_malloc(sizeof(*ring[i].hist));

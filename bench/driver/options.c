@@ -88,6 +88,13 @@ mi_bench_options_usage(FILE *out)
         "stream;\n"
         "                       more are counted as client_backlog errors "
         "(default 1024)\n"
+        "  --tick-us US         open loop: the scheduler wakes at most once "
+        "per US and\n"
+        "                       sends every request due by then (default "
+        "250; 0: a\n"
+        "                       wake-up per request); latency still runs "
+        "from each\n"
+        "                       request's scheduled time\n"
         "  --channels K         gRPC connections the streams are dealt over "
         "(default 1)\n"
         "  --threads T          completion-queue (gRPC) or epoll (HTTP) "
@@ -304,6 +311,7 @@ options_defaults(mi_bench_options *o)
     o->n_channels         = 1;
     o->n_threads          = 1;
     o->max_outstanding    = 1024;
+    o->tick_us            = 250;
     o->window_ms          = 2000;
     o->max_windows        = 10;
     o->stability          = 0.10;
@@ -410,6 +418,9 @@ mi_bench_options_parse(mi_bench_options *o, int argc, char **argv,
                              err);
         } else if (strcmp(flag, "--max-outstanding") == 0) {
             rc = options_u32(flag, val, 1, 1u << 20, &o->max_outstanding, err);
+        } else if (strcmp(flag, "--tick-us") == 0) {
+            rc = options_u32(flag, val, 0, MI_BENCH_MAX_TICK_US, &o->tick_us,
+                             err);
         } else if (strcmp(flag, "--channels") == 0) {
             rc = options_u32(flag, val, 1, MI_BENCH_MAX_CHANNELS,
                              &o->n_channels, err);

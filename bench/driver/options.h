@@ -20,6 +20,7 @@
 #define MI_BENCH_MAX_CHANNELS 64    /* gRPC connections */
 #define MI_BENCH_MAX_RATE 10000000. /* requests/s */
 #define MI_BENCH_MAX_WINDOWS 1000
+#define MI_BENCH_MAX_TICK_US 100000
 
 typedef enum mi_bench_protocol {
     MI_BENCH_PROTOCOL_EXTENDED,
@@ -62,6 +63,7 @@ typedef struct mi_bench_options {
     uint32_t               n_channels;
     uint32_t               n_threads;
     uint32_t               max_outstanding; /* per stream, open loop */
+    uint32_t               tick_us; /* open loop: least us between wake-ups */
     uint32_t               window_ms;
     uint32_t               max_windows;
     double                 stability; /* fraction, e.g. 0.10 */

@@ -29,6 +29,15 @@ mi_bench_run_window_of(const mi_bench_run *r, uint64_t i)
     return (uint32_t)((start + k) % n_windows);
 }
 
+uint64_t
+mi_bench_run_wake_ns(const mi_bench_run *r, uint64_t i, uint64_t t_last_ns)
+{
+    uint64_t due  = mi_bench_run_due_ns(r, i);
+    uint64_t next = t_last_ns + (uint64_t)r->opts->tick_us * 1000u;
+
+    return due > next ? due : next;
+}
+
 uint32_t
 mi_bench_run_depth(const mi_bench_run *r, uint32_t s)
 {

@@ -16,6 +16,12 @@
  *   window   = (d * W / n_devices + k) mod W
  *   stream   = d mod n_streams
  *
+ * The scheduler does not wake for every request: it wakes at the next
+ * due time, but never sooner than --tick-us after its last wake-up, and
+ * then sends every request that has come due, so at high rates one
+ * wake-up serves a group of requests.  A request may thus wait up to one
+ * tick in the client; its latency still runs from its due time.
+ *
  * Closed loop: stream s keeps depth(s) requests outstanding, the
  * concurrency dealt as evenly as it goes; its requests slide through the
  * windows from s * W / n_streams.
@@ -55,9 +61,8 @@ typedef struct mi_bench_run {
     uint64_t                 t_start_ns;
     _Atomic int              phase;
     _Atomic uint64_t         t_deadline_ns; /* set before CLOSE */
-    mi_bench_recorder       *recorders;     /* [0]: the timer; then one per
-                                               load thread */
-    uint32_t n_recorders;
+    mi_bench_recorder       *recorders;     /* one per load thread */
+    uint32_t                 n_recorders;
 } mi_bench_run;
 
 static inline mi_bench_phase
@@ -72,6 +77,13 @@ uint64_t mi_bench_run_due_ns(const mi_bench_run *r, uint64_t i);
 /* Open loop: the stream and the window of request i. */
 uint32_t mi_bench_run_stream_of(const mi_bench_run *r, uint64_t i);
 uint32_t mi_bench_run_window_of(const mi_bench_run *r, uint64_t i);
+/*
+ * Open loop: when the scheduler should wake next, request i being the
+ * next one not yet sent and t_last_ns its last wake-up: at request i's due
+ * time, but at least one tick after t_last_ns.
+ */
+uint64_t mi_bench_run_wake_ns(const mi_bench_run *r, uint64_t i,
+                              uint64_t t_last_ns);
 
 /* Closed loop: how many requests stream s keeps outstanding. */
 uint32_t mi_bench_run_depth(const mi_bench_run *r, uint32_t s);
