@@ -211,12 +211,17 @@ fail:
     return MI_EINVAL;
 }
 
+static mi_status config_get_int(json_t *obj, const char *where,
+                                const char *key, int64_t lo, int64_t hi,
+                                int64_t *out, mi_error *err);
+
 static mi_status
 config_parse_model(json_t *root, const char *file, mi_pipeline_config *cfg,
                    mi_error *err)
 {
     static const char *const keys[] = {"backend", "path", "params",
-                                       "passthrough", NULL};
+                                       "passthrough", "max_rows_per_run",
+                                       NULL};
     json_t *model = json_object_get(root, "model");
     char    rel[1024];
 
@@ -256,6 +261,10 @@ config_parse_model(json_t *root, const char *file, mi_pipeline_config *cfg,
             }
             cfg->n_passthrough = (uint32_t)json_array_size(pass);
         }
+    }
+    if (config_get_int(model, "model", "max_rows_per_run", 0, 1 << 20,
+                       &cfg->max_rows_per_run, err) != MI_OK) {
+        return MI_EINVAL;
     }
     cfg->model_params = json_object_get(model, "params");
     if (cfg->model_params != NULL && !json_is_object(cfg->model_params)) {

@@ -36,6 +36,7 @@ typedef struct mi_pipeline_config {
     char            backend[MI_NAME_MAX];
     char            model_path[1024]; /* absolute, or as given if absolute */
     json_t         *model_params;     /* may be NULL */
+    int64_t         max_rows_per_run; /* 0: no limit */
     /* Tensors that go around the model, from preprocessing to
      * postprocessing (such as the original image sizes). */
     uint32_t        n_passthrough;

@@ -662,6 +662,87 @@ pipeline_add_passthrough(const mi_pipeline *p, const mi_tensor_list *from,
     return MI_OK;
 }
 
+/*
+ * Runs the model, in slices of at most model.max_rows_per_run rows along
+ * the first axis when the request has more: the model's working memory
+ * (activations) then stays that of one slice whatever the request's size.
+ * Slices of the inputs are views; the outputs of the slices are joined into
+ * tensors from the request arena.
+ */
+static mi_status
+pipeline_infer_sliced(mi_pipeline *p, void *instance, mi_ctx *ctx,
+                      const mi_tensor_list *in, mi_tensor_list *out,
+                      mi_error *err)
+{
+    const mi_backend_vtbl *b    = p->backend->backend;
+    int64_t                step = p->cfg->max_rows_per_run;
+    int64_t                rows = -1;
+    mi_tensor_list         part_in;
+    mi_tensor_list         part_out;
+    mi_status              rc;
+
+    for (uint32_t i = 0; i < in->n_tensors; i++) {
+        const mi_tensor *t = &in->tensors[i];
+        if (t->rank < 1 || t->dtype == MI_DTYPE_BYTES ||
+            (rows >= 0 && t->shape[0] != rows)) {
+            rows = -1;
+            break;
+        }
+        rows = t->shape[0];
+    }
+    if (step <= 0 || rows <= step) {
+        return b->infer(p->model, instance, ctx, in, out, err);
+    }
+    out->n_tensors = 0;
+    for (int64_t r0 = 0; r0 < rows; r0 += step) {
+        int64_t n = rows - r0 < step ? rows - r0 : step;
+
+        part_in.n_tensors = in->n_tensors;
+        for (uint32_t i = 0; i < in->n_tensors; i++) {
+            mi_tensor t    = in->tensors[i];
+            size_t    row  = t.byte_size / (size_t)rows;
+            t.data         = (unsigned char *)t.data + (size_t)r0 * row;
+            t.shape[0]     = n;
+            t.byte_size    = (size_t)n * row;
+            part_in.tensors[i] = t;
+        }
+        part_out.n_tensors = 0;
+        rc = b->infer(p->model, instance, ctx, &part_in, &part_out, err);
+        if (rc != MI_OK) {
+            return rc;
+        }
+        for (uint32_t o = 0; o < part_out.n_tensors; o++) {
+            const mi_tensor *t = &part_out.tensors[o];
+            size_t           row;
+            if (t->rank < 1 || t->shape[0] != n ||
+                t->dtype == MI_DTYPE_BYTES) {
+                return mi_error_set(err, MI_EINTERNAL,
+                                    "model output '%s': cannot join slices "
+                                    "of %lld rows", t->name, (long long)n);
+            }
+            row = t->byte_size / (size_t)n;
+            if (r0 == 0) {
+                int64_t shape[MI_MAX_RANK];
+                memcpy(shape, t->shape, sizeof(shape));
+                shape[0] = rows;
+                rc = p->host->tensor_alloc(ctx, t->name, t->dtype, t->rank,
+                                           shape, 0, &out->tensors[o], err);
+                if (rc != MI_OK) {
+                    return rc;
+                }
+                out->n_tensors = o + 1;
+            } else if (out->tensors[o].byte_size / (size_t)rows != row) {
+                return mi_error_set(err, MI_EINTERNAL,
+                                    "model output '%s': slices differ in "
+                                    "shape", t->name);
+            }
+            memcpy((unsigned char *)out->tensors[o].data + (size_t)r0 * row,
+                   t->data, t->byte_size);
+        }
+    }
+    return MI_OK;
+}
+
 /* The model on one request: req->outputs becomes the model's outputs. */
 static mi_status
 pipeline_run_model(mi_pipeline *p, void *instance, mi_request *req,
@@ -678,8 +759,8 @@ pipeline_run_model(mi_pipeline *p, void *instance, mi_request *req,
     req->outputs.n_tensors = 0;
     n_all          = in.n_tensors;
     in.n_tensors   = p->model_in.n_tensors; /* the backend sees only these */
-    rc = p->backend->backend->infer(p->model, instance, &req->ctx, &in,
-                                    &req->outputs, err);
+    rc = pipeline_infer_sliced(p, instance, &req->ctx, &in, &req->outputs,
+                               err);
     in.n_tensors       = n_all;
     req->time_infer_ns = mi_clock_ns() - t0;
     if (rc == MI_OK) {

@@ -904,6 +904,84 @@ test_batching_off_without_batch_axis(void **state)
 
 /* ---- Verification ---- */
 
+/*
+ * A pipeline whose requests carry several windows ([-1,9,3]) and whose model
+ * runs at most 2 rows at a time: 5 windows run as slices of 2, 2 and 1, and
+ * the joined outputs equal the expected ones, in order.
+ */
+static void
+test_model_runs_in_slices(void **state)
+{
+    json_error_t jerr;
+    json_t      *root = json_load_file(example_path, 0, &jerr);
+    json_t      *pre;
+    json_t      *model;
+    char        *text;
+    mi_pipeline *p;
+    mi_request  *req = NULL;
+    mi_error     err = {0};
+    mi_tensor   *t;
+    size_t       n   = 5;
+    size_t       idx = 0;
+
+    (void)state;
+    assert_non_null(root);
+    assert_true(n_windows >= n);
+    /* Input [-1,9,3]; drop expand_dims and batching. */
+    json_object_set_new(json_array_get(json_object_get(root, "input"), 0),
+                        "shape", json_pack("[iii]", -1, 9, 3));
+    pre = json_object_get(root, "pre");
+    for (size_t i = 0; i < json_array_size(pre); i++) {
+        const char *step =
+            json_string_value(json_object_get(json_array_get(pre, i), "step"));
+        if (strcmp(step, "expand_dims") == 0) {
+            idx = i;
+        }
+    }
+    json_array_remove(pre, idx);
+    json_object_del(root, "batching");
+    model = json_object_get(root, "model");
+    json_object_set_new(model, "path", json_string(model_path));
+    json_object_set_new(model, "max_rows_per_run", json_integer(2));
+    text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    assert_non_null(text);
+    p = pipeline_of_text(text, 1, 4);
+    free(text);
+
+    assert_int_equal(mi_request_create(&req, &err), MI_OK);
+    t = &req->inputs.tensors[0];
+    memset(t, 0, sizeof(*t));
+    snprintf(t->name, sizeof(t->name), "array");
+    t->dtype     = MI_DTYPE_INT32;
+    t->rank      = 3;
+    t->shape[0]  = (int64_t)n;
+    t->shape[1]  = 9;
+    t->shape[2]  = 3;
+    t->byte_size = n * sizeof(windows[0].raw);
+    t->data      = mi_arena_alloc(&req->arena, t->byte_size);
+    assert_non_null(t->data);
+    for (size_t k = 0; k < n; k++) {
+        memcpy((char *)t->data + k * sizeof(windows[0].raw), windows[k].raw,
+               sizeof(windows[0].raw));
+    }
+    req->inputs.n_tensors = 1;
+    if (mi_pipeline_run(p, 0, req, &err) != MI_OK) {
+        print_error("%s\n", err.msg);
+        fail();
+    }
+    t = &req->outputs.tensors[0];
+    assert_int_equal(req->outputs.n_tensors, 1);
+    assert_int_equal(t->shape[0], (int64_t)n);
+    for (size_t k = 0; k < n; k++) {
+        float y;
+        memcpy(&y, (char *)t->data + k * sizeof(float), sizeof(y));
+        assert_true(fabs((double)y - windows[k].expected) <= TOLERANCE);
+    }
+    mi_request_destroy(req);
+    mi_pipeline_destroy(p);
+}
+
 static void
 test_variant_of_all_steps_builds(void **state)
 {
@@ -1127,6 +1205,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_batching_many_requests_one_worker),
         cmocka_unit_test(test_batching_deadline_and_cancel),
         cmocka_unit_test(test_batching_off_without_batch_axis),
+        cmocka_unit_test(test_model_runs_in_slices),
         cmocka_unit_test(test_variant_of_all_steps_builds),
         cmocka_unit_test(test_verify_missing_fp32_cast),
         cmocka_unit_test(test_verify_normalize_three_means),
