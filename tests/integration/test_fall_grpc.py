@@ -25,7 +25,6 @@ are missing, unless CI=true.
 import argparse
 import csv
 import json
-import os
 import pathlib
 import queue
 import re
@@ -33,7 +32,6 @@ import struct
 import sys
 import threading
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -42,15 +40,9 @@ sys.path.insert(0, str(HERE))
 
 import mi_server  # noqa: E402
 
-try:
-    import grpc
-    import mi_proto
-except ImportError as missing:
-    if os.environ.get("CI", "").lower() == "true":
-        raise
-    print(f"skip: {missing} (run with /usr/bin/python3 or install grpcio "
-          f"and grpcio-tools)")
-    sys.exit(77)
+from mi_testlib import (  # noqa: E402
+    grpc, mi_proto, CaseFailure, check, fail_on, rpc_text, run_case,
+    sigterm_case, END, drain)
 
 TOL = 1e-5
 INPUT = "array"
@@ -63,15 +55,6 @@ N_STREAMS = 8
 CHANNEL_OPTIONS = [("grpc.enable_http_proxy", 0)]
 
 ENCODINGS = ("int32_val", "int16_val", "int32_content", "int16_content")
-
-
-class CaseFailure(AssertionError):
-    """A case's expectation did not hold; the message says which."""
-
-
-def check(cond, message):
-    if not cond:
-        raise CaseFailure(message)
 
 
 # ---- Reference data ----
@@ -202,25 +185,7 @@ def compare(expected, responses, extract, what="requests"):
     return problems
 
 
-def fail_on(problems, limit=6):
-    if problems:
-        more = (f"\n    ... and {len(problems) - limit} more"
-                if len(problems) > limit else "")
-        raise CaseFailure(f"{len(problems)} problem(s):\n    "
-                          + "\n    ".join(problems[:limit]) + more)
-
-
 # ---- Streams ----
-
-_END = object()
-
-
-def _drain(q):
-    while True:
-        item = q.get()
-        if item is _END:
-            return
-        yield item
 
 
 class Bidi:
@@ -228,7 +193,7 @@ class Bidi:
 
     def __init__(self, multi_callable, timeout):
         self.q = queue.Queue()
-        self.call = multi_callable(_drain(self.q), timeout=timeout)
+        self.call = multi_callable(drain(self.q), timeout=timeout)
 
     def send(self, msg):
         self.q.put(msg)
@@ -238,11 +203,7 @@ class Bidi:
         return next(self.call)
 
     def close(self):
-        self.q.put(_END)
-
-
-def rpc_text(e):
-    return f"{e.code().name}: {e.details()!r}"
+        self.q.put(END)
 
 
 def run_stream(multi_callable, requests, timeout=CALL_TIMEOUT):
@@ -821,25 +782,10 @@ def run_cases(srv, cases, pb, windows, stream_windows):
     try:
         ctx = Ctx(pb, f"127.0.0.1:{srv.port}", windows, stream_windows)
         for name, fn in cases:
-            t0 = time.monotonic()
-            if not srv.alive():
-                failed += 1
-                print(f"FAIL {name}: server is not running (exit code "
-                      f"{srv.proc.returncode})")
-                continue
-            try:
-                note = fn(ctx)
+            if run_case(srv, ctx, name, fn):
                 passed += 1
-                print(f"ok   {name}  ({time.monotonic() - t0:.2f} s)"
-                      + (f"  {note}" if note else ""))
-            except CaseFailure as e:
+            else:
                 failed += 1
-                print(f"FAIL {name}  ({time.monotonic() - t0:.2f} s): {e}")
-            except Exception as e:  # a test bug or an unexpected grpc error
-                failed += 1
-                print(f"FAIL {name}: unexpected {type(e).__name__}: {e}")
-                traceback.print_exc(limit=4, file=sys.stdout)
-            sys.stdout.flush()
     except grpc.FutureTimeoutError:
         failed += 1
         print(f"FAIL connect: no gRPC connection to 127.0.0.1:{srv.port} "
@@ -848,17 +794,10 @@ def run_cases(srv, cases, pb, windows, stream_windows):
         if ctx is not None:
             ctx.channel.close()
 
-    t0 = time.monotonic()
-    try:
-        if not srv.alive():
-            srv.stopped = srv.failed = True
-            raise CaseFailure(f"server had exited with {srv.proc.returncode}")
-        srv.stop()
+    if sigterm_case(srv):
         passed += 1
-        print(f"ok   sigterm_exit_0  ({time.monotonic() - t0:.2f} s)")
-    except (CaseFailure, mi_server.ServerError) as e:
+    else:
         failed += 1
-        print(f"FAIL sigterm_exit_0: {str(e).splitlines()[0]}")
     return passed, failed
 
 

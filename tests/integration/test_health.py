@@ -30,7 +30,6 @@ are missing, unless CI=true.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -47,15 +46,8 @@ sys.path.insert(0, str(HERE))
 
 import mi_server  # noqa: E402
 
-try:
-    import grpc
-    import mi_proto
-except ImportError as missing:
-    if os.environ.get("CI", "").lower() == "true":
-        raise
-    print(f"skip: {missing} (run with /usr/bin/python3 or install grpcio "
-          f"and grpcio-tools)")
-    sys.exit(77)
+from mi_testlib import (  # noqa: E402
+    grpc, mi_proto, CaseFailure, check, rpc_text, load_health_pb2, load_oip)
 
 TOL = 1e-5
 SLEEP_MS = 100
@@ -71,19 +63,6 @@ CHECK = "/grpc.health.v1.Health/Check"
 OIP_SERVICE = "inference.GRPCInferenceService"
 EXT_SERVICE = "extended_inference.ExtendedInferenceService"
 EXT_ID = 77
-
-
-class CaseFailure(AssertionError):
-    """An expectation did not hold; the message says which."""
-
-
-def check(cond, message):
-    if not cond:
-        raise CaseFailure(message)
-
-
-def rpc_text(e):
-    return f"{e.code().name}: {e.details()!r}"
 
 
 class Results:
@@ -125,16 +104,6 @@ def slow_pipeline(src, folder):
     return dst, cfg
 
 
-def load_health_pb2(out_dir):
-    """The generated grpc/health/v1/health_pb2, imported by path: its
-    package name would otherwise collide with the grpc library."""
-    path = pathlib.Path(out_dir) / "grpc" / "health" / "v1" / "health_pb2.py"
-    spec = importlib.util.spec_from_file_location("mi_health_v1_pb2", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def http_status(port, path):
     """The HTTP status code of GET path (curl); 0 if no answer."""
     done = subprocess.run(
@@ -149,8 +118,7 @@ def http_status(port, path):
 
 class Client:
     def __init__(self, pb, health, target, cfg, window):
-        import grpc_predict_v2_pb2 as oip
-        import grpc_predict_v2_pb2_grpc as oip_grpc
+        oip, oip_grpc = load_oip()  # generated into pb.out_dir
         self.pb = pb
         self.health = health
         self.oip = oip

@@ -36,7 +36,6 @@ exits 0 when every check passed, 1 otherwise.
 import argparse
 import json
 import math
-import os
 import pathlib
 import re
 import shutil
@@ -52,17 +51,9 @@ sys.path.insert(0, str(HERE))
 
 import mi_server  # noqa: E402
 
-IS_CI = os.environ.get("CI", "").lower() == "true"
-
-try:
-    import grpc
-    import mi_proto
-except ImportError as missing:
-    if IS_CI:
-        raise
-    print(f"skip: {missing} (run with /usr/bin/python3 or install grpcio "
-          f"and grpcio-tools)")
-    sys.exit(77)
+import mi_testlib  # noqa: E402
+from mi_testlib import (  # noqa: E402
+    grpc, mi_proto, CaseFailure, check, rpc_text, load_oip, IS_CI)
 
 N = 6              # valid requests per protocol
 K = 2              # invalid requests per protocol
@@ -78,25 +69,8 @@ HTTP_RE = re.compile(r"http listening on (\S+):(\d+)")
 GARBAGE = b"\x0a\x40not a protobuf message"   # field 1 cut short
 
 
-class CaseFailure(AssertionError):
-    """An expectation did not hold; the message says which."""
-
-
-def check(cond, message):
-    if not cond:
-        raise CaseFailure(message)
-
-
 def fail_on(problems, limit=8):
-    if problems:
-        more = (f"\n    ... and {len(problems) - limit} more"
-                if len(problems) > limit else "")
-        raise CaseFailure(f"{len(problems)} problem(s):\n    "
-                          + "\n    ".join(problems[:limit]) + more)
-
-
-def rpc_text(e):
-    return f"{e.code().name}: {e.details()!r}"
+    mi_testlib.fail_on(problems, limit)
 
 
 class Results:
@@ -292,8 +266,7 @@ def http_infer(port, model, body):
 
 class Traffic:
     def __init__(self, pb, target, http_port, cfg, windows):
-        import grpc_predict_v2_pb2 as oip
-        import grpc_predict_v2_pb2_grpc as oip_grpc
+        oip, oip_grpc = load_oip()  # generated into pb.out_dir
         self.pb = pb
         self.oip = oip
         self.cfg = cfg

@@ -35,7 +35,6 @@ are missing, unless CI=true.
 
 import argparse
 import json
-import os
 import pathlib
 import queue
 import re
@@ -43,7 +42,6 @@ import struct
 import sys
 import threading
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -52,15 +50,9 @@ sys.path.insert(0, str(HERE))
 
 import mi_server  # noqa: E402
 
-try:
-    import grpc
-    import mi_proto
-except ImportError as missing:
-    if os.environ.get("CI", "").lower() == "true":
-        raise
-    print(f"skip: {missing} (run with /usr/bin/python3 or install grpcio "
-          f"and grpcio-tools)")
-    sys.exit(77)
+from mi_testlib import (  # noqa: E402
+    grpc, mi_proto, CaseFailure, check, fail_on, rpc_text, run_case,
+    sigterm_case, END, drain, load_oip)
 
 TOL = 1e-5
 OUTPUT = "prediction"
@@ -83,27 +75,6 @@ ENCODINGS = (
 SHAPE_RE = (r"shape|dimension|\[9, ?3\].*\[3, ?9\]|"
             r"\[3, ?9\].*\[9, ?3\]")
 RAW_FORMATS = {"INT16": "h", "INT32": "i", "INT64": "q", "FP32": "f"}
-
-
-class CaseFailure(AssertionError):
-    """A case's expectation did not hold; the message says which."""
-
-
-def check(cond, message):
-    if not cond:
-        raise CaseFailure(message)
-
-
-def fail_on(problems, limit=6):
-    if problems:
-        more = (f"\n    ... and {len(problems) - limit} more"
-                if len(problems) > limit else "")
-        raise CaseFailure(f"{len(problems)} problem(s):\n    "
-                          + "\n    ".join(problems[:limit]) + more)
-
-
-def rpc_text(e):
-    return f"{e.code().name}: {e.details()!r}"
 
 
 # ---- Reference data ----
@@ -532,16 +503,6 @@ def case_bad_malformed_bytes(ctx):
 
 # ---- Cases: ModelStreamInfer ----
 
-_END = object()
-
-
-def _drain(q):
-    while True:
-        item = q.get()
-        if item is _END:
-            return
-        yield item
-
 
 GARBAGE = b"\x0a\x40not a protobuf message"
 
@@ -680,7 +641,7 @@ def case_stream_lockstep(ctx):
     """One stream in lock-step: each answer arrives before the next
     request is sent, bad requests answered in place."""
     q = queue.Queue()
-    call = ctx.raw_stream(ctx.channel)(_drain(q), timeout=CALL_TIMEOUT)
+    call = ctx.raw_stream(ctx.channel)(drain(q), timeout=CALL_TIMEOUT)
     bads = bad_stream_requests(ctx, "lockstep-bad")
     log = []
     try:
@@ -701,7 +662,7 @@ def case_stream_lockstep(ctx):
                   f"bad request ({name}): error_message "
                   f"{r.error_message!r} does not say what is wrong")
             log.append(f"{name}: {r.error_message!r}")
-        q.put(_END)
+        q.put(END)
         rest = list(call)
         check(not rest, f"{len(rest)} responses after the last request")
     except StopIteration:
@@ -709,7 +670,7 @@ def case_stream_lockstep(ctx):
     except grpc.RpcError as e:
         raise CaseFailure(f"the stream failed: {rpc_text(e)}") from None
     finally:
-        q.put(_END)
+        q.put(END)
     return "; ".join(log)
 
 
@@ -739,14 +700,14 @@ def case_stream_unread(ctx):
     q = queue.Queue()
     good = {}
     try:
-        call = ctx.raw_stream(ch)(_drain(q), timeout=CALL_TIMEOUT)
+        call = ctx.raw_stream(ch)(drain(q), timeout=CALL_TIMEOUT)
         for k in range(n):
             w = ctx.windows[k % len(ctx.windows)]
             rid = f"unread-{k}"
             good[rid] = w
             q.put(infer_request(ctx, rid, w["flat"], "INT32",
                                 "raw").SerializeToString())
-        q.put(_END)
+        q.put(END)
         time.sleep(2.0)  # the server answers into a client that does not read
         try:
             responses = list(call)
@@ -761,7 +722,7 @@ def case_stream_unread(ctx):
                               f"stream failed with {rpc_text(e)}"
                               f"{died}") from None
     finally:
-        q.put(_END)
+        q.put(END)
         ch.close()
     fail_on(check_stream(ctx, responses, good, None, 0))
     return f"{n} requests, read after 2 s"
@@ -921,8 +882,7 @@ def main(argv):
             pathlib.Path(args.vectors).read_text()))
         model = Model(args.pipeline)
         pb = mi_proto.load(HERE.parents[1], args.proto)
-        import grpc_predict_v2_pb2 as oip  # generated into pb.out_dir
-        import grpc_predict_v2_pb2_grpc as oip_grpc
+        oip, oip_grpc = load_oip()  # generated into pb.out_dir
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as e:
         print(f"FAIL setup: {e}")
         print("0 passed, 1 failed")
@@ -972,29 +932,10 @@ def run_cases(srv, cases, pb, oip, oip_grpc, model, windows):
                       windows)
             ctx.srv = srv
         for name, fn in cases:
-            t0 = time.monotonic()
-            if not srv.alive():
-                failed += 1
-                print(f"FAIL {name}: server is not running (exit code "
-                      f"{srv.proc.returncode})")
-                continue
-            try:
-                note = fn(ctx)
+            if run_case(srv, ctx, name, fn, rpc_errors=True):
                 passed += 1
-                print(f"ok   {name}  ({time.monotonic() - t0:.2f} s)"
-                      + (f"  {note}" if note else ""))
-            except CaseFailure as e:
+            else:
                 failed += 1
-                print(f"FAIL {name}  ({time.monotonic() - t0:.2f} s): {e}")
-            except grpc.RpcError as e:
-                failed += 1
-                print(f"FAIL {name}  ({time.monotonic() - t0:.2f} s): "
-                      f"unexpected {rpc_text(e)}")
-            except Exception as e:  # a test bug or an unexpected error
-                failed += 1
-                print(f"FAIL {name}: unexpected {type(e).__name__}: {e}")
-                traceback.print_exc(limit=4, file=sys.stdout)
-            sys.stdout.flush()
     except grpc.FutureTimeoutError:
         failed += 1
         print(f"FAIL connect: no gRPC connection to 127.0.0.1:{srv.port} "
@@ -1003,17 +944,10 @@ def run_cases(srv, cases, pb, oip, oip_grpc, model, windows):
         if ctx is not None:
             ctx.channel.close()
 
-    t0 = time.monotonic()
-    try:
-        if not srv.alive():
-            srv.stopped = srv.failed = True
-            raise CaseFailure(f"server had exited with {srv.proc.returncode}")
-        srv.stop()
+    if sigterm_case(srv):
         passed += 1
-        print(f"ok   sigterm_exit_0  ({time.monotonic() - t0:.2f} s)")
-    except (CaseFailure, mi_server.ServerError) as e:
+    else:
         failed += 1
-        print(f"FAIL sigterm_exit_0: {str(e).splitlines()[0]}")
     return passed, failed
 
 

@@ -45,7 +45,6 @@ import argparse
 import http.client
 import json
 import math
-import os
 import pathlib
 import queue
 import re
@@ -70,15 +69,9 @@ sys.path.insert(0, str(HERE))
 
 import mi_server  # noqa: E402
 
-try:
-    import grpc
-    import mi_proto
-except ImportError as missing:
-    if os.environ.get("CI", "").lower() == "true":
-        raise
-    print(f"skip: {missing} (run with /usr/bin/python3 or install grpcio "
-          f"and grpcio-tools)")
-    sys.exit(77)
+import mi_testlib  # noqa: E402
+from mi_testlib import (  # noqa: E402
+    grpc, mi_proto, CaseFailure, check, rpc_text, END, drain, load_oip)
 
 TOL = 1e-5
 INPUT = "array"
@@ -101,25 +94,8 @@ DRAIN_GRACE_MS = 3000
 DRAIN_WINDOW = 8        # requests a drain client keeps unanswered
 
 
-class CaseFailure(AssertionError):
-    """A case's expectation did not hold; the message says which."""
-
-
-def check(cond, message):
-    if not cond:
-        raise CaseFailure(message)
-
-
 def fail_on(problems, limit=8):
-    if problems:
-        more = (f"\n    ... and {len(problems) - limit} more"
-                if len(problems) > limit else "")
-        raise CaseFailure(f"{len(problems)} problem(s):\n    "
-                          + "\n    ".join(problems[:limit]) + more)
-
-
-def rpc_text(e):
-    return f"{e.code().name}: {e.details()!r}"
+    mi_testlib.fail_on(problems, limit)
 
 
 # ---- Reference data and pipelines ----
@@ -373,17 +349,6 @@ def stubs(ctx, channel):
         ext=pb.extended_grpc.ExtendedInferenceServiceStub(channel).predict,
         basic=pb.basic_grpc.BasicInferenceServiceStub(channel).predict,
         oip=ctx.oip_grpc.GRPCInferenceServiceStub(channel))
-
-
-_END = object()
-
-
-def _drain(q):
-    while True:
-        item = q.get()
-        if item is _END:
-            return
-        yield item
 
 
 # ---- Case: batching over the network ----
@@ -718,13 +683,13 @@ def case_cancel(ctx):
         st = stubs(ctx, s.channel())
         before = s.stats()["inference_count"]
         q = queue.Queue()
-        call = st.ext(_drain(q), timeout=CALL_TIMEOUT)
+        call = st.ext(drain(q), timeout=CALL_TIMEOUT)
         for rid in range(1, 6):
             q.put(ext_request(ctx.pb, rid, w["flat"]))
         # The server read all five (one running, four queued): cancel.
         s.wait_metric("mi_requests_in_flight", 5)
         call.cancel()
-        q.put(_END)
+        q.put(END)
         try:
             extra = list(call)
             raise CaseFailure(f"cancelled call went on: {extra!r}")
@@ -773,11 +738,11 @@ class Pump:
         self.stop_evt = threading.Event()
         st = stubs(ctx, channel)
         if kind == "ext":
-            self.call = st.ext(_drain(self.q), timeout=CALL_TIMEOUT)
+            self.call = st.ext(drain(self.q), timeout=CALL_TIMEOUT)
         elif kind == "basic":
-            self.call = st.basic(_drain(self.q), timeout=CALL_TIMEOUT)
+            self.call = st.basic(drain(self.q), timeout=CALL_TIMEOUT)
         else:
-            self.call = st.oip.ModelStreamInfer(_drain(self.q),
+            self.call = st.oip.ModelStreamInfer(drain(self.q),
                                                 timeout=CALL_TIMEOUT)
         self.model = model
         self.sender = threading.Thread(target=self._send, daemon=True)
@@ -836,13 +801,13 @@ class Pump:
         finally:
             self.t_end = time.monotonic()
             self.stop_evt.set()
-            self.q.put(_END)
+            self.q.put(END)
 
     def join(self, timeout):
         self.receiver.join(timeout)
         self.stop_evt.set()
         self.sender.join(timeout)
-        self.q.put(_END)
+        self.q.put(END)
         return not self.receiver.is_alive()
 
     def verify(self, t_term):
@@ -1012,7 +977,7 @@ def case_drain(ctx):
             keep.close()
         for p in pumps:
             p.stop_evt.set()
-            p.q.put(_END)
+            p.q.put(END)
         if s is not None:
             s.close_channels()
 
@@ -1067,8 +1032,7 @@ def main(argv):
         try:
             windows = load_windows(args.vectors)
             pb = mi_proto.load(HERE.parents[1], args.proto)
-            import grpc_predict_v2_pb2 as oip  # generated into pb.out_dir
-            import grpc_predict_v2_pb2_grpc as oip_grpc
+            oip, oip_grpc = load_oip()  # generated into pb.out_dir
         except (OSError, ValueError, KeyError, RuntimeError,
                 ImportError) as e:
             print(f"FAIL setup: {e}")

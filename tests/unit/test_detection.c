@@ -33,10 +33,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
-#include "core/arena.h"
-#include "core/error.h"
-#include "core/tensor.h"
-#include "plugin/host.h"
+#include "step_harness.h"
 
 const mi_plugin_desc *mi_builtin_db_postprocess(void);
 const mi_plugin_desc *mi_builtin_score_threshold(void);
@@ -44,23 +41,6 @@ const mi_plugin_desc *mi_builtin_top_k(void);
 const mi_plugin_desc *mi_builtin_nms(void);
 
 /* ---- Assertions that print both sides ---- */
-
-#define ASSERT_OK(expr, err)                                                   \
-    do {                                                                       \
-        mi_status rc_ = (expr);                                                \
-        if (rc_ != MI_OK) {                                                    \
-            fail_msg("%s: status %d: %s", #expr, (int)rc_, (err).msg);         \
-        }                                                                      \
-    } while (0)
-
-#define ASSERT_I64_EQ(actual, expected)                                        \
-    do {                                                                       \
-        long long a_ = (long long)(actual);                                    \
-        long long e_ = (long long)(expected);                                  \
-        if (a_ != e_) {                                                        \
-            fail_msg("%s is %lld, expected %lld", #actual, a_, e_);            \
-        }                                                                      \
-    } while (0)
 
 #define ASSERT_NEAR(actual, expected, tol)                                     \
     do {                                                                       \
@@ -72,102 +52,12 @@ const mi_plugin_desc *mi_builtin_nms(void);
         }                                                                      \
     } while (0)
 
-static void
-assert_shape(int32_t rank, const int64_t *shape, const char *want)
-{
-    char got[128];
-
-    mi_shape_str(rank, shape, got, sizeof(got));
-    assert_string_equal(got, want);
-}
-
 /* ---- A step under test ---- */
 
-typedef struct step {
-    const mi_transform_vtbl *vtbl;
-    mi_params               *params;
-    void                    *state;
-    mi_arena                 arena;
-    mi_ctx                   ctx;
-} step;
+typedef mi_test_step step;
 
-static void
-step_open(step *s, const mi_plugin_desc *desc, const char *json)
-{
-    mi_error err;
-
-    mi_error_clear(&err);
-    memset(s, 0, sizeof(*s));
-    assert_non_null(desc);
-    s->vtbl = desc->transform;
-    ASSERT_OK(mi_params_parse(json, "post[0].params", &s->params, &err), err);
-    ASSERT_OK(s->vtbl->create(mi_host_api_get(), s->params, &s->state, &err),
-              err);
-    ASSERT_OK(mi_params_check_unused(s->params, &err), err);
-    mi_arena_init(&s->arena);
-    mi_ctx_init(&s->ctx, &s->arena);
-}
-
-static void
-step_close(step *s)
-{
-    s->vtbl->destroy(s->state);
-    mi_params_destroy(s->params);
-    mi_arena_fini(&s->arena);
-}
-
-/* Params that create or the unused-key check must reject with msg. */
-static void
-step_reject(const mi_plugin_desc *desc, const char *json, mi_status code,
-            const char *msg)
-{
-    mi_error   err;
-    mi_params *params = NULL;
-    void      *state  = NULL;
-    mi_status  rc;
-
-    mi_error_clear(&err);
-    ASSERT_OK(mi_params_parse(json, "post[0].params", &params, &err), err);
-    rc = desc->transform->create(mi_host_api_get(), params, &state, &err);
-    if (rc == MI_OK) {
-        rc = mi_params_check_unused(params, &err);
-        desc->transform->destroy(state);
-    }
-    mi_params_destroy(params);
-    ASSERT_I64_EQ(rc, code);
-    assert_string_equal(err.msg, msg);
-}
-
-static void
-step_apply(step *s, const mi_tensor_list *in, mi_tensor_list *out)
-{
-    mi_error err;
-
-    mi_error_clear(&err);
-    ASSERT_OK(s->vtbl->apply(s->state, &s->ctx, in, out, &err), err);
-}
-
-static void
-step_apply_reject(step *s, const mi_tensor_list *in, const char *msg)
-{
-    mi_error       err;
-    mi_tensor_list out;
-
-    mi_error_clear(&err);
-    ASSERT_I64_EQ(s->vtbl->apply(s->state, &s->ctx, in, &out, &err), MI_EINVAL);
-    assert_string_equal(err.msg, msg);
-}
-
-static void
-step_infer_reject(step *s, const mi_format *in, const char *msg)
-{
-    mi_error  err;
-    mi_format out;
-
-    mi_error_clear(&err);
-    ASSERT_I64_EQ(s->vtbl->infer_format(s->state, in, &out, &err), MI_EINVAL);
-    assert_string_equal(err.msg, msg);
-}
+/* The params of a step under test are those of the first post-transform. */
+#define PARAMS_AT "post[0].params"
 
 /* ---- Tensors ---- */
 
@@ -175,13 +65,9 @@ static void
 tensor_set(mi_tensor *t, const char *name, mi_dtype dtype, int32_t rank,
            const int64_t *shape, void *data)
 {
-    memset(t, 0, sizeof(*t));
-    snprintf(t->name, sizeof(t->name), "%s", name);
-    t->dtype = dtype;
-    t->rank  = rank;
-    memcpy(t->shape, shape, (size_t)rank * sizeof(shape[0]));
-    t->data      = data;
-    t->byte_size = (size_t)mi_shape_count(rank, shape) * mi_dtype_size(dtype);
+    mi_test_tensor_set(t, name, dtype, rank, shape, data,
+                       (size_t)mi_shape_count(rank, shape) *
+                           mi_dtype_size(dtype));
 }
 
 #define TENSOR(t, name, dtype, data, ...)                                      \
@@ -190,22 +76,8 @@ tensor_set(mi_tensor *t, const char *name, mi_dtype dtype, int32_t rank,
         (int32_t)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),   \
         (const int64_t[]){__VA_ARGS__}, (data))
 
-static void
-spec_set(mi_tensor_spec *s, const char *name, mi_dtype dtype, int32_t rank,
-         const int64_t *shape)
-{
-    memset(s, 0, sizeof(*s));
-    snprintf(s->name, sizeof(s->name), "%s", name);
-    s->dtype = dtype;
-    s->rank  = rank;
-    memcpy(s->shape, shape, (size_t)rank * sizeof(shape[0]));
-}
-
 #define SPEC(s, name, dtype, ...)                                              \
-    spec_set(                                                                  \
-        (s), (name), (dtype),                                                  \
-        (int32_t)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),   \
-        (const int64_t[]){__VA_ARGS__})
+    mi_test_spec_set((s), (name), (dtype), MI_TEST_DIMS(__VA_ARGS__))
 
 static const mi_tensor *
 find(const mi_tensor_list *list, const char *name)
@@ -216,12 +88,6 @@ find(const mi_tensor_list *list, const char *name)
         fail_msg("no output tensor '%s'", name);
     }
     return &list->tensors[i];
-}
-
-static float
-f32_at(const mi_tensor *t, size_t i)
-{
-    return ((const float *)t->data)[i];
 }
 
 static int32_t
@@ -289,7 +155,7 @@ db_run(step *s, float *map, float *info, int64_t n, int64_t h, int64_t w,
     in.n_tensors = 2;
     TENSOR(&in.tensors[0], "prob", MI_DTYPE_FP32, map, n, 1, h, w);
     TENSOR(&in.tensors[1], "image_info", MI_DTYPE_FP32, info, n, 4);
-    step_apply(s, &in, out);
+    mi_test_step_apply(s, &in, out);
 }
 
 #define DB_PARAMS "{\"map\": \"prob\", \"info\": \"image_info\""
@@ -318,7 +184,7 @@ static void
 assert_quad(const mi_tensor *boxes, size_t row, const double q[8])
 {
     for (size_t i = 0; i < 8; i++) {
-        ASSERT_NEAR(f32_at(boxes, row * 8 + i), q[i], 1.0);
+        ASSERT_NEAR(mi_test_f32_at(boxes, row * 8 + i), q[i], 1.0);
     }
 }
 
@@ -338,20 +204,21 @@ test_db_axis_aligned_box(void **unused)
 
     (void)unused;
     map_fill(map, 96, 20, 10, 59, 29, 0.9f);
-    step_open(&s, mi_builtin_db_postprocess(), DB_PARAMS "}");
+    mi_test_step_open(&s, mi_builtin_db_postprocess(), PARAMS_AT,
+                      DB_PARAMS "}");
     db_run(&s, map, info, 1, 64, 96, &out);
     ASSERT_I64_EQ(out.n_tensors, 3);
     boxes  = find(&out, "boxes");
     scores = find(&out, "scores");
     counts = find(&out, "counts");
-    assert_shape(boxes->rank, boxes->shape, "[1,8]");
-    assert_shape(scores->rank, scores->shape, "[1]");
-    assert_shape(counts->rank, counts->shape, "[1]");
+    mi_test_shape_assert(boxes->rank, boxes->shape, "[1,8]");
+    mi_test_shape_assert(scores->rank, scores->shape, "[1]");
+    mi_test_shape_assert(counts->rank, counts->shape, "[1]");
     ASSERT_I64_EQ(i32_at(counts, 0), 1);
-    ASSERT_NEAR(f32_at(scores, 0), 0.9, 1e-5);
+    ASSERT_NEAR(mi_test_f32_at(scores, 0), 0.9, 1e-5);
     expect_block(20, 10, 59, 29, 0.5, 0.5, q);
     assert_quad(boxes, 0, q);
-    step_close(&s);
+    mi_test_step_close(&s);
     mi_free(map);
 }
 
@@ -366,14 +233,15 @@ test_db_box_is_clipped(void **unused)
 
     (void)unused;
     map_fill(map, 32, 0, 0, 15, 9, 1.0f);
-    step_open(&s, mi_builtin_db_postprocess(), DB_PARAMS "}");
+    mi_test_step_open(&s, mi_builtin_db_postprocess(), PARAMS_AT,
+                      DB_PARAMS "}");
     db_run(&s, map, info, 1, 32, 32, &out);
     boxes = find(&out, "boxes");
-    assert_shape(boxes->rank, boxes->shape, "[1,8]");
+    mi_test_shape_assert(boxes->rank, boxes->shape, "[1,8]");
     /* The unclipped box starts left of and above the image. */
-    ASSERT_NEAR(f32_at(boxes, 0), 0.0, 1e-6);
-    ASSERT_NEAR(f32_at(boxes, 1), 0.0, 1e-6);
-    step_close(&s);
+    ASSERT_NEAR(mi_test_f32_at(boxes, 0), 0.0, 1e-6);
+    ASSERT_NEAR(mi_test_f32_at(boxes, 1), 0.0, 1e-6);
+    mi_test_step_close(&s);
     mi_free(map);
 }
 
@@ -394,13 +262,14 @@ test_db_rotated_box(void **unused)
 
     (void)unused;
     map_fill_rotated(map, 128, 128, 64.0, 64.0, 60.0, 16.0, 30.0, 0.95f);
-    step_open(&s, mi_builtin_db_postprocess(), DB_PARAMS "}");
+    mi_test_step_open(&s, mi_builtin_db_postprocess(), PARAMS_AT,
+                      DB_PARAMS "}");
     db_run(&s, map, info, 1, 128, 128, &out);
     boxes = find(&out, "boxes");
-    assert_shape(boxes->rank, boxes->shape, "[1,8]");
+    mi_test_shape_assert(boxes->rank, boxes->shape, "[1,8]");
     for (size_t i = 0; i < 4; i++) {
-        x[i] = f32_at(boxes, 2 * i);
-        y[i] = f32_at(boxes, 2 * i + 1);
+        x[i] = mi_test_f32_at(boxes, 2 * i);
+        y[i] = mi_test_f32_at(boxes, 2 * i + 1);
     }
     /* The top edge (TL -> TR) runs along the long side, 30 degrees down. */
     top      = atan2(y[1] - y[0], x[1] - x[0]) * 180.0 / M_PI;
@@ -413,7 +282,7 @@ test_db_rotated_box(void **unused)
     /* The centre stays put. */
     ASSERT_NEAR((x[0] + x[2]) / 2.0, 64.0, 1.0);
     ASSERT_NEAR((y[0] + y[2]) / 2.0, 64.0, 1.0);
-    step_close(&s);
+    mi_test_step_close(&s);
     mi_free(map);
 }
 
@@ -430,19 +299,20 @@ test_db_two_blobs(void **unused)
     (void)unused;
     map_fill(map, 64, 30, 5, 55, 14, 0.8f);
     map_fill(map, 64, 4, 40, 24, 49, 0.9f);
-    step_open(&s, mi_builtin_db_postprocess(), DB_PARAMS "}");
+    mi_test_step_open(&s, mi_builtin_db_postprocess(), PARAMS_AT,
+                      DB_PARAMS "}");
     db_run(&s, map, info, 1, 64, 64, &out);
     boxes = find(&out, "boxes");
-    assert_shape(boxes->rank, boxes->shape, "[2,8]");
+    mi_test_shape_assert(boxes->rank, boxes->shape, "[2,8]");
     ASSERT_I64_EQ(i32_at(find(&out, "counts"), 0), 2);
     /* Raster order of the first pixel: the upper blob first. */
     expect_block(30, 5, 55, 14, 1.0, 1.0, q);
     assert_quad(boxes, 0, q);
     expect_block(4, 40, 24, 49, 1.0, 1.0, q);
     assert_quad(boxes, 1, q);
-    ASSERT_NEAR(f32_at(find(&out, "scores"), 0), 0.8, 1e-5);
-    ASSERT_NEAR(f32_at(find(&out, "scores"), 1), 0.9, 1e-5);
-    step_close(&s);
+    ASSERT_NEAR(mi_test_f32_at(find(&out, "scores"), 0), 0.8, 1e-5);
+    ASSERT_NEAR(mi_test_f32_at(find(&out, "scores"), 1), 0.9, 1e-5);
+    mi_test_step_close(&s);
     mi_free(map);
 }
 
@@ -462,14 +332,15 @@ test_db_low_score_and_tiny_blobs_give_nothing(void **unused)
     map_fill(map, 64, 50, 50, 52, 52, 1.0f);
     /* A single line of pixels has no area. */
     map_fill(map, 64, 5, 40, 45, 40, 1.0f);
-    step_open(&s, mi_builtin_db_postprocess(), DB_PARAMS "}");
+    mi_test_step_open(&s, mi_builtin_db_postprocess(), PARAMS_AT,
+                      DB_PARAMS "}");
     db_run(&s, map, info, 1, 64, 64, &out);
     boxes = find(&out, "boxes");
-    assert_shape(boxes->rank, boxes->shape, "[0,8]");
-    assert_shape(find(&out, "scores")->rank, find(&out, "scores")->shape,
-                 "[0]");
+    mi_test_shape_assert(boxes->rank, boxes->shape, "[0,8]");
+    mi_test_shape_assert(find(&out, "scores")->rank,
+                         find(&out, "scores")->shape, "[0]");
     ASSERT_I64_EQ(i32_at(find(&out, "counts"), 0), 0);
-    step_close(&s);
+    mi_test_step_close(&s);
     mi_free(map);
 }
 
@@ -491,15 +362,16 @@ test_db_batch_is_ragged(void **unused)
     /* Image 1 has a weak blob only; image 2 one box, scaled per axis. */
     map_fill(map + 48 * 64, 64, 5, 5, 30, 14, 0.4f);
     map_fill(map + 2 * 48 * 64, 64, 10, 20, 50, 30, 0.7f);
-    step_open(&s, mi_builtin_db_postprocess(), DB_PARAMS "}");
+    mi_test_step_open(&s, mi_builtin_db_postprocess(), PARAMS_AT,
+                      DB_PARAMS "}");
     db_run(&s, map, info, 3, 48, 64, &out);
     boxes  = find(&out, "boxes");
     counts = find(&out, "counts");
-    assert_shape(counts->rank, counts->shape, "[3]");
+    mi_test_shape_assert(counts->rank, counts->shape, "[3]");
     ASSERT_I64_EQ(i32_at(counts, 0), 2);
     ASSERT_I64_EQ(i32_at(counts, 1), 0);
     ASSERT_I64_EQ(i32_at(counts, 2), 1);
-    assert_shape(boxes->rank, boxes->shape, "[3,8]");
+    mi_test_shape_assert(boxes->rank, boxes->shape, "[3,8]");
     expect_block(5, 5, 30, 14, 1.0, 1.0, q);
     assert_quad(boxes, 0, q);
     expect_block(35, 30, 55, 40, 1.0, 1.0, q);
@@ -510,7 +382,7 @@ test_db_batch_is_ragged(void **unused)
         q[i] = q[i] > 24.0 ? 24.0 : q[i];
     }
     assert_quad(boxes, 2, q);
-    step_close(&s);
+    mi_test_step_close(&s);
     mi_free(map);
 }
 
@@ -525,29 +397,30 @@ test_db_empty_map_and_empty_batch(void **unused)
     const mi_tensor *boxes;
 
     (void)unused;
-    step_open(&s, mi_builtin_db_postprocess(), DB_PARAMS "}");
+    mi_test_step_open(&s, mi_builtin_db_postprocess(), PARAMS_AT,
+                      DB_PARAMS "}");
     db_run(&s, map, info, 1, 16, 16, &out);
     boxes = find(&out, "boxes");
-    assert_shape(boxes->rank, boxes->shape, "[0,8]");
+    mi_test_shape_assert(boxes->rank, boxes->shape, "[0,8]");
     ASSERT_I64_EQ(boxes->byte_size, 0);
     assert_non_null(boxes->data);
     ASSERT_I64_EQ(i32_at(find(&out, "counts"), 0), 0);
 
     /* No images at all: counts [0]. */
     db_run(&s, map, info, 0, 16, 16, &out);
-    assert_shape(find(&out, "counts")->rank, find(&out, "counts")->shape,
-                 "[0]");
-    assert_shape(find(&out, "boxes")->rank, find(&out, "boxes")->shape,
-                 "[0,8]");
+    mi_test_shape_assert(find(&out, "counts")->rank,
+                         find(&out, "counts")->shape, "[0]");
+    mi_test_shape_assert(find(&out, "boxes")->rank, find(&out, "boxes")->shape,
+                         "[0,8]");
 
     /* A rank-3 map [N,H,W] of zero width. */
     memset(&in, 0, sizeof(in));
     in.n_tensors = 2;
     TENSOR(&in.tensors[0], "prob", MI_DTYPE_FP32, map, 1, 16, 0);
     TENSOR(&in.tensors[1], "image_info", MI_DTYPE_FP32, info, 1, 4);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_I64_EQ(i32_at(find(&out, "counts"), 0), 0);
-    step_close(&s);
+    mi_test_step_close(&s);
     mi_free(map);
 }
 
@@ -565,28 +438,29 @@ test_db_axis_aligned_output_and_pass_through(void **unused)
 
     (void)unused;
     map_fill(map, 48, 10, 8, 30, 20, 0.9f);
-    step_open(&s, mi_builtin_db_postprocess(),
-              DB_PARAMS ", \"quad\": false, \"boxes\": \"b\", \"scores\": "
-                        "\"s\", \"counts\": \"n\", \"unclip_ratio\": 1.5}");
+    mi_test_step_open(&s, mi_builtin_db_postprocess(), PARAMS_AT,
+                      DB_PARAMS
+                      ", \"quad\": false, \"boxes\": \"b\", \"scores\": "
+                      "\"s\", \"counts\": \"n\", \"unclip_ratio\": 1.5}");
     memset(&in, 0, sizeof(in));
     in.n_tensors = 3;
     TENSOR(&in.tensors[0], "id", MI_DTYPE_INT32, id, 1);
     TENSOR(&in.tensors[1], "prob", MI_DTYPE_FP32, map, 1, 32, 48);
     TENSOR(&in.tensors[2], "image_info", MI_DTYPE_FP32, info, 1, 4);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_I64_EQ(out.n_tensors, 4);
     assert_string_equal(out.tensors[0].name, "id");
     assert_ptr_equal(out.tensors[0].data, id);
     boxes = find(&out, "b");
-    assert_shape(boxes->rank, boxes->shape, "[1,4]");
+    mi_test_shape_assert(boxes->rank, boxes->shape, "[1,4]");
     expect_block(10, 8, 30, 20, 0.5, 0.5, q);
-    ASSERT_NEAR(f32_at(boxes, 0), q[0], 1.0);
-    ASSERT_NEAR(f32_at(boxes, 1), q[1], 1.0);
-    ASSERT_NEAR(f32_at(boxes, 2), q[4], 1.0);
-    ASSERT_NEAR(f32_at(boxes, 3), q[5], 1.0);
+    ASSERT_NEAR(mi_test_f32_at(boxes, 0), q[0], 1.0);
+    ASSERT_NEAR(mi_test_f32_at(boxes, 1), q[1], 1.0);
+    ASSERT_NEAR(mi_test_f32_at(boxes, 2), q[4], 1.0);
+    ASSERT_NEAR(mi_test_f32_at(boxes, 3), q[5], 1.0);
     ASSERT_I64_EQ(i32_at(find(&out, "n"), 0), 1);
     ASSERT_I64_EQ(find(&out, "s")->shape[0], 1);
-    step_close(&s);
+    mi_test_step_close(&s);
     mi_free(map);
 }
 
@@ -602,11 +476,11 @@ test_db_max_candidates(void **unused)
     map_fill(map, 64, 5, 5, 30, 14, 0.9f);
     map_fill(map, 64, 5, 30, 30, 40, 0.9f);
     map_fill(map, 64, 5, 50, 30, 60, 0.9f);
-    step_open(&s, mi_builtin_db_postprocess(),
-              DB_PARAMS ", \"max_candidates\": 2}");
+    mi_test_step_open(&s, mi_builtin_db_postprocess(), PARAMS_AT,
+                      DB_PARAMS ", \"max_candidates\": 2}");
     db_run(&s, map, info, 1, 64, 64, &out);
     ASSERT_I64_EQ(i32_at(find(&out, "counts"), 0), 2);
-    step_close(&s);
+    mi_test_step_close(&s);
     mi_free(map);
 }
 
@@ -619,24 +493,26 @@ test_db_rejects_bad_data(void **unused)
     float          info[8] = {8.0f, 8.0f, 1.0f, 1.0f, 8.0f, 8.0f, 0.0f, 1.0f};
 
     (void)unused;
-    step_open(&s, mi_builtin_db_postprocess(), DB_PARAMS "}");
+    mi_test_step_open(&s, mi_builtin_db_postprocess(), PARAMS_AT,
+                      DB_PARAMS "}");
     memset(&in, 0, sizeof(in));
     in.n_tensors = 2;
     TENSOR(&in.tensors[0], "prob", MI_DTYPE_FP32, map, 2, 1, 8, 8);
     TENSOR(&in.tensors[1], "image_info", MI_DTYPE_FP32, info, 2, 4);
-    step_apply_reject(&s, &in,
-                      "db_postprocess: tensor 'image_info': image 1: "
-                      "expected sizes >= 0 and ratios > 0, got (8, 8, 0, 1)");
+    mi_test_step_apply_reject(
+        &s, &in,
+        "db_postprocess: tensor 'image_info': image 1: "
+        "expected sizes >= 0 and ratios > 0, got (8, 8, 0, 1)");
     TENSOR(&in.tensors[1], "image_info", MI_DTYPE_FP32, info, 1, 4);
-    step_apply_reject(&s, &in,
-                      "db_postprocess: tensor 'image_info': expected "
-                      "fp32[2,4] (orig_h, orig_w, ratio_h, ratio_w per "
-                      "image), got fp32[1,4]");
+    mi_test_step_apply_reject(&s, &in,
+                              "db_postprocess: tensor 'image_info': expected "
+                              "fp32[2,4] (orig_h, orig_w, ratio_h, ratio_w per "
+                              "image), got fp32[1,4]");
     in.n_tensors = 1;
-    step_apply_reject(&s, &in,
-                      "db_postprocess: no tensor 'image_info' (have: "
-                      "'prob')");
-    step_close(&s);
+    mi_test_step_apply_reject(&s, &in,
+                              "db_postprocess: no tensor 'image_info' (have: "
+                              "'prob')");
+    mi_test_step_close(&s);
     mi_free(map);
 }
 
@@ -650,7 +526,8 @@ test_db_infer_format(void **unused)
 
     (void)unused;
     mi_error_clear(&err);
-    step_open(&s, mi_builtin_db_postprocess(), DB_PARAMS "}");
+    mi_test_step_open(&s, mi_builtin_db_postprocess(), PARAMS_AT,
+                      DB_PARAMS "}");
     memset(&in, 0, sizeof(in));
     in.n_tensors = 3;
     SPEC(&in.tensors[0], "prob", MI_DTYPE_FP32, -1, 1, -1, -1);
@@ -660,48 +537,51 @@ test_db_infer_format(void **unused)
     ASSERT_I64_EQ(out.n_tensors, 4);
     assert_string_equal(out.tensors[0].name, "keep");
     assert_string_equal(out.tensors[1].name, "boxes");
-    assert_shape(out.tensors[1].rank, out.tensors[1].shape, "[-1,8]");
+    mi_test_shape_assert(out.tensors[1].rank, out.tensors[1].shape, "[-1,8]");
     ASSERT_I64_EQ(out.tensors[1].dtype, MI_DTYPE_FP32);
     assert_string_equal(out.tensors[2].name, "scores");
-    assert_shape(out.tensors[2].rank, out.tensors[2].shape, "[-1]");
+    mi_test_shape_assert(out.tensors[2].rank, out.tensors[2].shape, "[-1]");
     assert_string_equal(out.tensors[3].name, "counts");
-    assert_shape(out.tensors[3].rank, out.tensors[3].shape, "[-1]");
+    mi_test_shape_assert(out.tensors[3].rank, out.tensors[3].shape, "[-1]");
     ASSERT_I64_EQ(out.tensors[3].dtype, MI_DTYPE_INT32);
 
     /* A known batch size reaches counts; rank 3 maps are fine. */
     SPEC(&in.tensors[0], "prob", MI_DTYPE_FP32, 2, 736, 960);
     ASSERT_OK(s.vtbl->infer_format(s.state, &in, &out, &err), err);
-    assert_shape(out.tensors[3].rank, out.tensors[3].shape, "[2]");
+    mi_test_shape_assert(out.tensors[3].rank, out.tensors[3].shape, "[2]");
 
     SPEC(&in.tensors[0], "prob", MI_DTYPE_FP32, 1, 2, 736, 960);
-    step_infer_reject(&s, &in,
-                      "db_postprocess: tensor 'prob': expected "
-                      "fp32[N,1,H,W] or fp32[N,H,W], got fp32[1,2,736,960]");
+    mi_test_step_infer_reject(
+        &s, &in,
+        "db_postprocess: tensor 'prob': expected "
+        "fp32[N,1,H,W] or fp32[N,H,W], got fp32[1,2,736,960]");
     SPEC(&in.tensors[0], "prob", MI_DTYPE_FP16, 1, 1, 736, 960);
-    step_infer_reject(&s, &in,
-                      "db_postprocess: tensor 'prob': expected "
-                      "fp32[N,1,H,W] or fp32[N,H,W], got fp16[1,1,736,960]");
+    mi_test_step_infer_reject(
+        &s, &in,
+        "db_postprocess: tensor 'prob': expected "
+        "fp32[N,1,H,W] or fp32[N,H,W], got fp16[1,1,736,960]");
     SPEC(&in.tensors[0], "prob", MI_DTYPE_FP32, 3, 1, 736, 960);
     SPEC(&in.tensors[2], "image_info", MI_DTYPE_FP32, 2, 4);
-    step_infer_reject(&s, &in,
-                      "db_postprocess: tensor 'image_info': expected "
-                      "fp32[3,4] (orig_h, orig_w, ratio_h, ratio_w per "
-                      "image), got fp32[2,4]");
+    mi_test_step_infer_reject(&s, &in,
+                              "db_postprocess: tensor 'image_info': expected "
+                              "fp32[3,4] (orig_h, orig_w, ratio_h, ratio_w per "
+                              "image), got fp32[2,4]");
     SPEC(&in.tensors[2], "image_info", MI_DTYPE_FP32, -1, 3);
-    step_infer_reject(&s, &in,
-                      "db_postprocess: tensor 'image_info': expected "
-                      "fp32[3,4] (orig_h, orig_w, ratio_h, ratio_w per "
-                      "image), got fp32[-1,3]");
+    mi_test_step_infer_reject(&s, &in,
+                              "db_postprocess: tensor 'image_info': expected "
+                              "fp32[3,4] (orig_h, orig_w, ratio_h, ratio_w per "
+                              "image), got fp32[-1,3]");
     SPEC(&in.tensors[1], "scores", MI_DTYPE_UINT8, 2);
     SPEC(&in.tensors[2], "image_info", MI_DTYPE_FP32, -1, 4);
-    step_infer_reject(&s, &in,
-                      "db_postprocess: output 'scores' is already the name "
-                      "of a tensor passed on");
+    mi_test_step_infer_reject(
+        &s, &in,
+        "db_postprocess: output 'scores' is already the name "
+        "of a tensor passed on");
     in.n_tensors = 1;
-    step_infer_reject(&s, &in,
-                      "db_postprocess: no tensor 'image_info' (have: "
-                      "'prob')");
-    step_close(&s);
+    mi_test_step_infer_reject(&s, &in,
+                              "db_postprocess: no tensor 'image_info' (have: "
+                              "'prob')");
+    mi_test_step_close(&s);
 }
 
 static void
@@ -710,35 +590,42 @@ test_db_rejects_params(void **unused)
     const mi_plugin_desc *d = mi_builtin_db_postprocess();
 
     (void)unused;
-    step_reject(d, "{\"info\": \"i\"}", MI_ENOTFOUND,
-                "post[0].params.map: required key is missing");
-    step_reject(d, "{\"map\": \"m\"}", MI_ENOTFOUND,
-                "post[0].params.info: required key is missing");
-    step_reject(d, DB_PARAMS ", \"thresh\": 1.5}", MI_EINVAL,
-                "post[0].params.thresh: expected a number in [0, 1], got "
-                "1.5");
-    step_reject(d, DB_PARAMS ", \"box_thresh\": \"high\"}", MI_EINVAL,
-                "post[0].params.box_thresh: expected a number");
-    step_reject(d, DB_PARAMS ", \"unclip_ratio\": -1}", MI_EINVAL,
-                "post[0].params.unclip_ratio: expected a number in [0, "
-                "100], got -1");
-    step_reject(d, DB_PARAMS ", \"max_candidates\": 0}", MI_EINVAL,
-                "post[0].params.max_candidates: expected an integer in "
-                "[1, 1000000], got 0");
-    step_reject(d, DB_PARAMS ", \"min_size\": -3}", MI_EINVAL,
-                "post[0].params.min_size: expected a number in [0, 1e+06], "
-                "got -3");
-    step_reject(d, DB_PARAMS ", \"quad\": 1}", MI_EINVAL,
-                "post[0].params.quad: expected true or false");
-    step_reject(d, DB_PARAMS ", \"scores\": \"boxes\"}", MI_EINVAL,
-                "post[0].params: 'boxes', 'scores' and 'counts' need three "
-                "different names");
-    step_reject(d, DB_PARAMS ", \"boxes\": \"\"}", MI_EINVAL,
-                "post[0].params.boxes: a tensor name has 1 to 63 bytes");
-    step_reject(d, "{\"map\": \"m\", \"info\": \"m\"}", MI_EINVAL,
-                "post[0].params.info: 'm' is also the map");
-    step_reject(d, DB_PARAMS ", \"treshold\": 0.2}", MI_EINVAL,
-                "post[0].params.treshold: unknown key");
+    mi_test_step_reject(d, PARAMS_AT, "{\"info\": \"i\"}", MI_ENOTFOUND,
+                        "post[0].params.map: required key is missing");
+    mi_test_step_reject(d, PARAMS_AT, "{\"map\": \"m\"}", MI_ENOTFOUND,
+                        "post[0].params.info: required key is missing");
+    mi_test_step_reject(
+        d, PARAMS_AT, DB_PARAMS ", \"thresh\": 1.5}", MI_EINVAL,
+        "post[0].params.thresh: expected a number in [0, 1], got "
+        "1.5");
+    mi_test_step_reject(d, PARAMS_AT, DB_PARAMS ", \"box_thresh\": \"high\"}",
+                        MI_EINVAL,
+                        "post[0].params.box_thresh: expected a number");
+    mi_test_step_reject(d, PARAMS_AT, DB_PARAMS ", \"unclip_ratio\": -1}",
+                        MI_EINVAL,
+                        "post[0].params.unclip_ratio: expected a number in [0, "
+                        "100], got -1");
+    mi_test_step_reject(d, PARAMS_AT, DB_PARAMS ", \"max_candidates\": 0}",
+                        MI_EINVAL,
+                        "post[0].params.max_candidates: expected an integer in "
+                        "[1, 1000000], got 0");
+    mi_test_step_reject(
+        d, PARAMS_AT, DB_PARAMS ", \"min_size\": -3}", MI_EINVAL,
+        "post[0].params.min_size: expected a number in [0, 1e+06], "
+        "got -3");
+    mi_test_step_reject(d, PARAMS_AT, DB_PARAMS ", \"quad\": 1}", MI_EINVAL,
+                        "post[0].params.quad: expected true or false");
+    mi_test_step_reject(
+        d, PARAMS_AT, DB_PARAMS ", \"scores\": \"boxes\"}", MI_EINVAL,
+        "post[0].params: 'boxes', 'scores' and 'counts' need three "
+        "different names");
+    mi_test_step_reject(
+        d, PARAMS_AT, DB_PARAMS ", \"boxes\": \"\"}", MI_EINVAL,
+        "post[0].params.boxes: a tensor name has 1 to 63 bytes");
+    mi_test_step_reject(d, PARAMS_AT, "{\"map\": \"m\", \"info\": \"m\"}",
+                        MI_EINVAL, "post[0].params.info: 'm' is also the map");
+    mi_test_step_reject(d, PARAMS_AT, DB_PARAMS ", \"treshold\": 0.2}",
+                        MI_EINVAL, "post[0].params.treshold: unknown key");
 }
 
 /* A 960 x 736 map with 20 text lines: a few milliseconds. */
@@ -760,7 +647,8 @@ test_db_speed(void **unused)
 
         map_fill(map, 960, x, y, x + 400 + 20 * (i % 5), y + 20, 0.9f);
     }
-    step_open(&s, mi_builtin_db_postprocess(), DB_PARAMS "}");
+    mi_test_step_open(&s, mi_builtin_db_postprocess(), PARAMS_AT,
+                      DB_PARAMS "}");
     for (int run = 0; run < 5; run++) {
         double ms;
 
@@ -776,7 +664,7 @@ test_db_speed(void **unused)
     printf("db_postprocess 960x736, 20 boxes: %.2f ms\n", best);
     /* Generous: sanitizer builds run several times slower. */
     assert_true(best < 250.0);
-    step_close(&s);
+    mi_test_step_close(&s);
     mi_free(map);
 }
 
@@ -840,14 +728,14 @@ assert_kept(const box_set *b, const mi_tensor_list *out, const int *counts,
     ASSERT_I64_EQ(boxes->shape[0], (int64_t)n_rows);
     ASSERT_I64_EQ(boxes->shape[1], 4);
     ASSERT_I64_EQ(scores->shape[0], (int64_t)n_rows);
-    assert_shape(c->rank, c->shape, "[3]");
+    mi_test_shape_assert(c->rank, c->shape, "[3]");
     for (size_t i = 0; i < 3; i++) {
         ASSERT_I64_EQ(i32_at(c, i), counts[i]);
     }
     for (size_t i = 0; i < n_rows; i++) {
-        ASSERT_NEAR(f32_at(scores, i), b->scores[rows[i]], 0.0);
+        ASSERT_NEAR(mi_test_f32_at(scores, i), b->scores[rows[i]], 0.0);
         for (size_t j = 0; j < 4; j++) {
-            ASSERT_NEAR(f32_at(boxes, i * 4 + j),
+            ASSERT_NEAR(mi_test_f32_at(boxes, i * 4 + j),
                         b->boxes[(size_t)rows[i] * 4 + j], 0.0);
         }
     }
@@ -864,16 +752,18 @@ test_score_threshold(void **unused)
 
     (void)unused;
     box_set_init(&b);
-    step_open(&s, mi_builtin_score_threshold(), "{\"threshold\": 0.5}");
-    step_apply(&s, &b.in, &out);
+    mi_test_step_open(&s, mi_builtin_score_threshold(), PARAMS_AT,
+                      "{\"threshold\": 0.5}");
+    mi_test_step_apply(&s, &b.in, &out);
     assert_kept(&b, &out, counts, rows, 6);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_score_threshold(), "{\"threshold\": 0.99}");
-    step_apply(&s, &b.in, &out);
+    mi_test_step_open(&s, mi_builtin_score_threshold(), PARAMS_AT,
+                      "{\"threshold\": 0.99}");
+    mi_test_step_apply(&s, &b.in, &out);
     assert_kept(&b, &out, (const int[]){0, 0, 0}, rows, 0);
     assert_non_null(find(&out, "boxes")->data);
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -885,17 +775,17 @@ test_top_k(void **unused)
 
     (void)unused;
     box_set_init(&b);
-    step_open(&s, mi_builtin_top_k(), "{\"k\": 2}");
-    step_apply(&s, &b.in, &out);
+    mi_test_step_open(&s, mi_builtin_top_k(), PARAMS_AT, "{\"k\": 2}");
+    mi_test_step_apply(&s, &b.in, &out);
     /* Image 2: 0.8 first, then the earlier of the two 0.5s. */
     assert_kept(&b, &out, (const int[]){2, 0, 2}, (const int[]){0, 1, 4, 5}, 4);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_top_k(), "{\"k\": 10}");
-    step_apply(&s, &b.in, &out);
+    mi_test_step_open(&s, mi_builtin_top_k(), PARAMS_AT, "{\"k\": 10}");
+    mi_test_step_apply(&s, &b.in, &out);
     assert_kept(&b, &out, (const int[]){4, 0, 3},
                 (const int[]){0, 1, 2, 3, 4, 5, 6}, 7);
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -907,17 +797,17 @@ test_nms(void **unused)
 
     (void)unused;
     box_set_init(&b);
-    step_open(&s, mi_builtin_nms(), "{\"iou\": 0.5}");
-    step_apply(&s, &b.in, &out);
+    mi_test_step_open(&s, mi_builtin_nms(), PARAMS_AT, "{\"iou\": 0.5}");
+    mi_test_step_apply(&s, &b.in, &out);
     /* Image 0: row 1 (0.95) removes row 0; row 3 (0.6) removes row 2.
      * Image 2: row 5 (IoU 1/3 with row 4) stays; row 4 removes row 6. */
     assert_kept(&b, &out, (const int[]){2, 0, 2}, (const int[]){1, 3, 4, 5}, 4);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_nms(), "{\"iou\": 0.3}");
-    step_apply(&s, &b.in, &out);
+    mi_test_step_open(&s, mi_builtin_nms(), PARAMS_AT, "{\"iou\": 0.3}");
+    mi_test_step_apply(&s, &b.in, &out);
     assert_kept(&b, &out, (const int[]){2, 0, 1}, (const int[]){1, 3, 5}, 3);
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -940,15 +830,17 @@ test_nms_on_quads(void **unused)
     TENSOR(&in.tensors[0], "b", MI_DTYPE_FP32, boxes, 3, 8);
     TENSOR(&in.tensors[1], "s", MI_DTYPE_FP32, scores, 3);
     TENSOR(&in.tensors[2], "n", MI_DTYPE_INT32, counts, 1);
-    step_open(&s, mi_builtin_nms(),
-              "{\"boxes\": \"b\", \"scores\": \"s\", \"counts\": \"n\"}");
-    step_apply(&s, &in, &out);
-    assert_shape(find(&out, "b")->rank, find(&out, "b")->shape, "[2,8]");
+    mi_test_step_open(
+        &s, mi_builtin_nms(), PARAMS_AT,
+        "{\"boxes\": \"b\", \"scores\": \"s\", \"counts\": \"n\"}");
+    mi_test_step_apply(&s, &in, &out);
+    mi_test_shape_assert(find(&out, "b")->rank, find(&out, "b")->shape,
+                         "[2,8]");
     ASSERT_I64_EQ(i32_at(find(&out, "n"), 0), 2);
-    ASSERT_NEAR(f32_at(find(&out, "s"), 0), 0.9, 1e-6);
-    ASSERT_NEAR(f32_at(find(&out, "s"), 1), 0.8, 1e-7);
-    ASSERT_NEAR(f32_at(find(&out, "b"), 8), 50.0, 0.0);
-    step_close(&s);
+    ASSERT_NEAR(mi_test_f32_at(find(&out, "s"), 0), 0.9, 1e-6);
+    ASSERT_NEAR(mi_test_f32_at(find(&out, "s"), 1), 0.8, 1e-7);
+    ASSERT_NEAR(mi_test_f32_at(find(&out, "b"), 8), 50.0, 0.0);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -970,7 +862,7 @@ test_box_steps_infer_format(void **unused)
         mi_format in;
         mi_format out;
 
-        step_open(&s, descs[i], params[i]);
+        mi_test_step_open(&s, descs[i], PARAMS_AT, params[i]);
         memset(&in, 0, sizeof(in));
         in.n_tensors = 4;
         SPEC(&in.tensors[0], "image_id", MI_DTYPE_INT64, 2);
@@ -980,26 +872,27 @@ test_box_steps_infer_format(void **unused)
         ASSERT_OK(s.vtbl->infer_format(s.state, &in, &out, &err), err);
         ASSERT_I64_EQ(out.n_tensors, 4);
         assert_string_equal(out.tensors[0].name, "image_id");
-        assert_shape(out.tensors[1].rank, out.tensors[1].shape, "[-1,8]");
-        assert_shape(out.tensors[2].rank, out.tensors[2].shape, "[-1]");
-        assert_shape(out.tensors[3].rank, out.tensors[3].shape, "[2]");
+        mi_test_shape_assert(out.tensors[1].rank, out.tensors[1].shape,
+                             "[-1,8]");
+        mi_test_shape_assert(out.tensors[2].rank, out.tensors[2].shape, "[-1]");
+        mi_test_shape_assert(out.tensors[3].rank, out.tensors[3].shape, "[2]");
 
         SPEC(&in.tensors[2], "scores", MI_DTYPE_FP32, 4);
         snprintf(msg, sizeof(msg),
                  "%s: tensor 'boxes' has 5 rows but 'scores' has 4 scores",
                  names[i]);
-        step_infer_reject(&s, &in, msg);
+        mi_test_step_infer_reject(&s, &in, msg);
         SPEC(&in.tensors[2], "scores", MI_DTYPE_FP32, -1);
         SPEC(&in.tensors[3], "counts", MI_DTYPE_INT64, -1);
         snprintf(msg, sizeof(msg),
                  "%s: tensor 'counts': expected int32[N], got int64[-1]",
                  names[i]);
-        step_infer_reject(&s, &in, msg);
+        mi_test_step_infer_reject(&s, &in, msg);
         in.n_tensors = 3;
         snprintf(msg, sizeof(msg),
                  "%s: no tensor 'counts' (the 'counts' param)", names[i]);
-        step_infer_reject(&s, &in, msg);
-        step_close(&s);
+        mi_test_step_infer_reject(&s, &in, msg);
+        mi_test_step_close(&s);
     }
 }
 
@@ -1011,37 +904,43 @@ test_box_steps_reject(void **unused)
     mi_format in;
 
     (void)unused;
-    step_reject(mi_builtin_top_k(), "{}", MI_ENOTFOUND,
-                "post[0].params.k: required key is missing");
-    step_reject(mi_builtin_top_k(), "{\"k\": 0}", MI_EINVAL,
-                "post[0].params.k: expected an integer in [1, 2147483647], "
-                "got 0");
-    step_reject(mi_builtin_nms(), "{\"iou\": 2}", MI_EINVAL,
-                "post[0].params.iou: expected a number in [0, 1], got 2");
-    step_reject(mi_builtin_score_threshold(), "{\"counts\": \"scores\"}",
-                MI_EINVAL,
-                "post[0].params: 'boxes', 'scores' and 'counts' need three "
-                "different names");
-    step_reject(mi_builtin_score_threshold(), "{\"thresh\": 0.5}", MI_EINVAL,
-                "post[0].params.thresh: unknown key");
+    mi_test_step_reject(mi_builtin_top_k(), PARAMS_AT, "{}", MI_ENOTFOUND,
+                        "post[0].params.k: required key is missing");
+    mi_test_step_reject(
+        mi_builtin_top_k(), PARAMS_AT, "{\"k\": 0}", MI_EINVAL,
+        "post[0].params.k: expected an integer in [1, 2147483647], "
+        "got 0");
+    mi_test_step_reject(
+        mi_builtin_nms(), PARAMS_AT, "{\"iou\": 2}", MI_EINVAL,
+        "post[0].params.iou: expected a number in [0, 1], got 2");
+    mi_test_step_reject(
+        mi_builtin_score_threshold(), PARAMS_AT, "{\"counts\": \"scores\"}",
+        MI_EINVAL,
+        "post[0].params: 'boxes', 'scores' and 'counts' need three "
+        "different names");
+    mi_test_step_reject(mi_builtin_score_threshold(), PARAMS_AT,
+                        "{\"thresh\": 0.5}", MI_EINVAL,
+                        "post[0].params.thresh: unknown key");
 
-    step_open(&s, mi_builtin_nms(), "{}");
+    mi_test_step_open(&s, mi_builtin_nms(), PARAMS_AT, "{}");
     memset(&in, 0, sizeof(in));
     in.n_tensors = 3;
     SPEC(&in.tensors[0], "boxes", MI_DTYPE_FP32, -1, 5);
     SPEC(&in.tensors[1], "scores", MI_DTYPE_FP32, -1);
     SPEC(&in.tensors[2], "counts", MI_DTYPE_INT32, -1);
-    step_infer_reject(&s, &in,
-                      "nms: tensor 'boxes': expected fp32[K,4] or "
-                      "fp32[K,8], got fp32[-1,5]");
+    mi_test_step_infer_reject(&s, &in,
+                              "nms: tensor 'boxes': expected fp32[K,4] or "
+                              "fp32[K,8], got fp32[-1,5]");
     box_set_init(&b);
     b.counts[2] = 2;
-    step_apply_reject(&s, &b.in,
-                      "nms: tensor 'counts' adds up to 6 boxes, but there "
-                      "are 7");
+    mi_test_step_apply_reject(
+        &s, &b.in,
+        "nms: tensor 'counts' adds up to 6 boxes, but there "
+        "are 7");
     b.counts[1] = -1;
-    step_apply_reject(&s, &b.in, "nms: tensor 'counts': count 1 is negative");
-    step_close(&s);
+    mi_test_step_apply_reject(&s, &b.in,
+                              "nms: tensor 'counts': count 1 is negative");
+    mi_test_step_close(&s);
 }
 
 /* db_postprocess -> score_threshold -> top_k -> nms on one batch. */
@@ -1062,25 +961,28 @@ test_chain(void **unused)
     map_fill(map, 32, 16, 2, 28, 8, 0.7f);
     map_fill(map, 32, 2, 20, 28, 28, 0.65f);
     map_fill(map + 32 * 32, 32, 4, 4, 20, 12, 0.9f);
-    step_open(&db, mi_builtin_db_postprocess(), DB_PARAMS ", \"quad\": false}");
-    step_open(&th, mi_builtin_score_threshold(), "{\"threshold\": 0.68}");
-    step_open(&tk, mi_builtin_top_k(), "{\"k\": 1}");
-    step_open(&nm, mi_builtin_nms(), "{}");
+    mi_test_step_open(&db, mi_builtin_db_postprocess(), PARAMS_AT,
+                      DB_PARAMS ", \"quad\": false}");
+    mi_test_step_open(&th, mi_builtin_score_threshold(), PARAMS_AT,
+                      "{\"threshold\": 0.68}");
+    mi_test_step_open(&tk, mi_builtin_top_k(), PARAMS_AT, "{\"k\": 1}");
+    mi_test_step_open(&nm, mi_builtin_nms(), PARAMS_AT, "{}");
     db_run(&db, map, info, 2, 32, 32, &a);
     ASSERT_I64_EQ(i32_at(find(&a, "counts"), 0), 3);
     ASSERT_I64_EQ(i32_at(find(&a, "counts"), 1), 1);
-    step_apply(&th, &a, &c);
+    mi_test_step_apply(&th, &a, &c);
     ASSERT_I64_EQ(i32_at(find(&c, "counts"), 0), 2);
-    step_apply(&tk, &c, &a);
+    mi_test_step_apply(&tk, &c, &a);
     ASSERT_I64_EQ(i32_at(find(&a, "counts"), 0), 1);
-    ASSERT_NEAR(f32_at(find(&a, "scores"), 0), 0.95, 1e-6);
-    step_apply(&nm, &a, &c);
-    assert_shape(find(&c, "boxes")->rank, find(&c, "boxes")->shape, "[2,4]");
+    ASSERT_NEAR(mi_test_f32_at(find(&a, "scores"), 0), 0.95, 1e-6);
+    mi_test_step_apply(&nm, &a, &c);
+    mi_test_shape_assert(find(&c, "boxes")->rank, find(&c, "boxes")->shape,
+                         "[2,4]");
     ASSERT_I64_EQ(i32_at(find(&c, "counts"), 1), 1);
-    step_close(&nm);
-    step_close(&tk);
-    step_close(&th);
-    step_close(&db);
+    mi_test_step_close(&nm);
+    mi_test_step_close(&tk);
+    mi_test_step_close(&th);
+    mi_test_step_close(&db);
     mi_free(map);
 }
 

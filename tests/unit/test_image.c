@@ -24,32 +24,12 @@
 #include <jpeglib.h>
 #include <png.h>
 
-#include "core/arena.h"
-#include "core/error.h"
-#include "core/tensor.h"
-#include "plugin/host.h"
+#include "step_harness.h"
 
 const mi_plugin_desc *mi_builtin_decode_image(void);
 const mi_plugin_desc *mi_builtin_resize(void);
 const mi_plugin_desc *mi_builtin_pad(void);
 const mi_plugin_desc *mi_builtin_channel_order(void);
-
-#define ASSERT_OK(expr, err)                                                 \
-    do {                                                                     \
-        mi_status rc_ = (expr);                                              \
-        if (rc_ != MI_OK) {                                                  \
-            fail_msg("%s: status %d: %s", #expr, (int)rc_, (err).msg);       \
-        }                                                                    \
-    } while (0)
-
-#define ASSERT_I64_EQ(actual, expected)                                      \
-    do {                                                                     \
-        long long a_ = (long long)(actual);                                  \
-        long long e_ = (long long)(expected);                                \
-        if (a_ != e_) {                                                      \
-            fail_msg("%s is %lld, expected %lld", #actual, a_, e_);          \
-        }                                                                    \
-    } while (0)
 
 #define ASSERT_NEAR(actual, expected, tol)                                   \
     do {                                                                     \
@@ -60,187 +40,29 @@ const mi_plugin_desc *mi_builtin_channel_order(void);
         }                                                                    \
     } while (0)
 
-#define ASSERT_SHAPE(x, ...)                                                 \
-    assert_shape((x)->rank, (x)->shape, (const int64_t[]){__VA_ARGS__},      \
-                 (int32_t)(sizeof((const int64_t[]){__VA_ARGS__}) /          \
-                           sizeof(int64_t)))
-
-static void
-assert_shape(int32_t rank, const int64_t *shape, const int64_t *expected,
-             int32_t expected_rank)
-{
-    char got[128];
-    char want[128];
-
-    mi_shape_str(rank, shape, got, sizeof(got));
-    mi_shape_str(expected_rank, expected, want, sizeof(want));
-    assert_string_equal(got, want);
-}
-
 /* ---- A step under test ---- */
 
-typedef struct step {
-    const mi_transform_vtbl *vtbl;
-    mi_params               *params;
-    void                    *state;
-    mi_arena                 arena;
-    mi_ctx                   ctx;
-} step;
+typedef mi_test_step step;
 
-static void
-step_open(step *s, const mi_plugin_desc *desc, const char *json)
-{
-    mi_error err;
-
-    mi_error_clear(&err);
-    memset(s, 0, sizeof(*s));
-    s->vtbl = desc->transform;
-    ASSERT_OK(mi_params_parse(json, "pre[0].params", &s->params, &err), err);
-    ASSERT_OK(s->vtbl->create(mi_host_api_get(), s->params, &s->state, &err),
-              err);
-    ASSERT_OK(mi_params_check_unused(s->params, &err), err);
-    mi_arena_init(&s->arena);
-    mi_ctx_init(&s->ctx, &s->arena);
-}
-
-static void
-step_close(step *s)
-{
-    s->vtbl->destroy(s->state);
-    mi_params_destroy(s->params);
-    mi_arena_fini(&s->arena);
-}
-
-/* Params that create (or the unused-key check) must reject with msg. */
-static void
-step_reject(const mi_plugin_desc *desc, const char *json, const char *msg)
-{
-    mi_error   err;
-    mi_params *params = NULL;
-    void      *state  = NULL;
-    mi_status  rc;
-
-    mi_error_clear(&err);
-    ASSERT_OK(mi_params_parse(json, "pre[0].params", &params, &err), err);
-    rc = desc->transform->create(mi_host_api_get(), params, &state, &err);
-    if (rc == MI_OK) {
-        rc = mi_params_check_unused(params, &err);
-        desc->transform->destroy(state);
-    }
-    mi_params_destroy(params);
-    ASSERT_I64_EQ(rc, MI_EINVAL);
-    assert_string_equal(err.msg, msg);
-}
-
-static void
-step_infer(step *s, const mi_format *in, mi_format *out)
-{
-    mi_error err;
-
-    mi_error_clear(&err);
-    ASSERT_OK(s->vtbl->infer_format(s->state, in, out, &err), err);
-}
-
-static void
-step_infer_reject(step *s, const mi_format *in, const char *msg)
-{
-    mi_error  err;
-    mi_format out;
-
-    mi_error_clear(&err);
-    ASSERT_I64_EQ(s->vtbl->infer_format(s->state, in, &out, &err),
-                  MI_EINVAL);
-    assert_string_equal(err.msg, msg);
-}
-
-static void
-step_apply(step *s, const mi_tensor_list *in, mi_tensor_list *out)
-{
-    mi_error err;
-
-    mi_error_clear(&err);
-    ASSERT_OK(s->vtbl->apply(s->state, &s->ctx, in, out, &err), err);
-}
-
-/* Apply must fail with MI_EINVAL; the message must start with prefix. */
-static void
-step_apply_reject(step *s, const mi_tensor_list *in, const char *prefix)
-{
-    mi_error       err;
-    mi_tensor_list out;
-
-    mi_error_clear(&err);
-    ASSERT_I64_EQ(s->vtbl->apply(s->state, &s->ctx, in, &out, &err),
-                  MI_EINVAL);
-    if (strncmp(err.msg, prefix, strlen(prefix)) != 0) {
-        fail_msg("message '%s' does not start with '%s'", err.msg, prefix);
-    }
-}
+/* The params of a step under test are those of the first pre-transform. */
+#define PARAMS_AT "pre[0].params"
 
 /* ---- Tensors and formats ---- */
 
-static void
-tensor_set(mi_tensor *t, const char *name, mi_dtype dtype, int32_t rank,
-           const int64_t *shape, void *data, size_t byte_size)
-{
-    memset(t, 0, sizeof(*t));
-    snprintf(t->name, sizeof(t->name), "%s", name);
-    t->dtype = dtype;
-    t->rank  = rank;
-    if (rank > 0) {
-        memcpy(t->shape, shape, (size_t)rank * sizeof(shape[0]));
-    }
-    t->data      = data;
-    t->byte_size = byte_size;
-}
-
 /* A list of one tensor over test-owned data. */
-#define LIST1(list, name, dtype, data, size, ...)                            \
-    do {                                                                     \
-        memset((list), 0, sizeof(*(list)));                                  \
-        (list)->n_tensors = 1;                                               \
-        tensor_set(&(list)->tensors[0], (name), (dtype),                     \
-                   (int32_t)(sizeof((const int64_t[]){__VA_ARGS__}) /        \
-                             sizeof(int64_t)),                               \
-                   (const int64_t[]){__VA_ARGS__}, (data), (size));          \
+#define LIST1(list, name, dtype, data, size, ...)                              \
+    do {                                                                       \
+        memset((list), 0, sizeof(*(list)));                                    \
+        (list)->n_tensors = 1;                                                 \
+        mi_test_tensor_set(&(list)->tensors[0], (name), (dtype),               \
+                           MI_TEST_DIMS(__VA_ARGS__), (data), (size));         \
     } while (0)
-
-#define SPEC1(fmt, nm, dt, ...)                                              \
-    spec1((fmt), (nm), (dt),                                                 \
-          (int32_t)(sizeof((const int64_t[]){__VA_ARGS__}) /                 \
-                    sizeof(int64_t)),                                        \
-          (const int64_t[]){__VA_ARGS__})
-
-static void
-spec1(mi_format *fmt, const char *name, mi_dtype dtype, int32_t rank,
-      const int64_t *shape)
-{
-    memset(fmt, 0, sizeof(*fmt));
-    fmt->n_tensors = 1;
-    snprintf(fmt->tensors[0].name, MI_NAME_MAX, "%s", name);
-    fmt->tensors[0].dtype = dtype;
-    fmt->tensors[0].rank  = rank;
-    memcpy(fmt->tensors[0].shape, shape, (size_t)rank * sizeof(shape[0]));
-}
 
 /* A format of one tensor of rank 0. */
 static void
 spec1_scalar(mi_format *fmt, const char *name, mi_dtype dtype)
 {
-    memset(fmt, 0, sizeof(*fmt));
-    fmt->n_tensors = 1;
-    snprintf(fmt->tensors[0].name, MI_NAME_MAX, "%s", name);
-    fmt->tensors[0].dtype = dtype;
-    fmt->tensors[0].rank  = 0;
-}
-
-static float
-f32_at(const mi_tensor *t, size_t i)
-{
-    float v;
-
-    memcpy(&v, (const char *)t->data + i * sizeof(v), sizeof(v));
-    return v;
+    mi_test_format1(fmt, name, dtype, 0, NULL);
 }
 
 static uint8_t
@@ -424,10 +246,10 @@ test_decode_jpeg_single(void **unused)
     payload_add(&pay, enc_a.data, enc_a.size);
     memset(&in, 0, sizeof(in));
     in.n_tensors = 1;
-    tensor_set(&in.tensors[0], "image", MI_DTYPE_BYTES, 0, NULL, pay.data,
-               pay.size);
-    step_open(&s, mi_builtin_decode_image(), "{}");
-    step_apply(&s, &in, &out);
+    mi_test_tensor_set(&in.tensors[0], "image", MI_DTYPE_BYTES, 0, NULL,
+                       pay.data, pay.size);
+    mi_test_step_open(&s, mi_builtin_decode_image(), PARAMS_AT, "{}");
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_I64_EQ(out.n_tensors, 1);
     assert_string_equal(out.tensors[0].name, "image");
     ASSERT_I64_EQ(out.tensors[0].dtype, MI_DTYPE_UINT8);
@@ -435,7 +257,7 @@ test_decode_jpeg_single(void **unused)
     for (size_t i = 0; i < sizeof(px); i++) {
         ASSERT_NEAR(u8_at(&out.tensors[0], i), px[i], 6);
     }
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -453,21 +275,22 @@ test_decode_png_exact_and_bgr(void **unused)
     payload_add(&pay, enc_a.data, enc_a.size);
     LIST1(&in, "image", MI_DTYPE_BYTES, pay.data, pay.size, 1);
 
-    step_open(&s, mi_builtin_decode_image(), "{\"order\": \"rgb\"}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_decode_image(), PARAMS_AT,
+                      "{\"order\": \"rgb\"}");
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 1, 5, 7, 3);
     assert_memory_equal(out.tensors[0].data, px, sizeof(px));
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_decode_image(),
-              "{\"order\": \"bgr\", \"channels\": 3}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_decode_image(), PARAMS_AT,
+                      "{\"order\": \"bgr\", \"channels\": 3}");
+    mi_test_step_apply(&s, &in, &out);
     for (size_t k = 0; k < 35; k++) {
         ASSERT_I64_EQ(u8_at(&out.tensors[0], k * 3 + 0), px[k * 3 + 2]);
         ASSERT_I64_EQ(u8_at(&out.tensors[0], k * 3 + 1), px[k * 3 + 1]);
         ASSERT_I64_EQ(u8_at(&out.tensors[0], k * 3 + 2), px[k * 3 + 0]);
     }
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -481,14 +304,14 @@ test_decode_grey_and_alpha(void **unused)
     mi_tensor_list out;
 
     (void)unused;
-    step_open(&s, mi_builtin_decode_image(), "{}");
+    mi_test_step_open(&s, mi_builtin_decode_image(), PARAMS_AT, "{}");
 
     /* Grey PNG: each value copied to R, G and B. */
     enc_png(&enc_a, grey, 2, 2, PNG_FORMAT_GRAY);
     pay.size = 0;
     payload_add(&pay, enc_a.data, enc_a.size);
     LIST1(&in, "image", MI_DTYPE_BYTES, pay.data, pay.size, 1);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 1, 2, 2, 3);
     for (size_t k = 0; k < 4; k++) {
         for (size_t c = 0; c < 3; c++) {
@@ -501,7 +324,7 @@ test_decode_grey_and_alpha(void **unused)
     pay.size = 0;
     payload_add(&pay, enc_a.data, enc_a.size);
     LIST1(&in, "image", MI_DTYPE_BYTES, pay.data, pay.size, 1);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     for (size_t c = 0; c < 3; c++) {
         ASSERT_I64_EQ(u8_at(&out.tensors[0], 0 * 3 + c), 10);
         ASSERT_I64_EQ(u8_at(&out.tensors[0], 1 * 3 + c), 200);
@@ -515,12 +338,12 @@ test_decode_grey_and_alpha(void **unused)
     pay.size = 0;
     payload_add(&pay, enc_a.data, enc_a.size);
     LIST1(&in, "image", MI_DTYPE_BYTES, pay.data, pay.size, 1);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 1, 8, 8, 3);
     for (size_t i = 0; i < 8 * 8 * 3; i++) {
         ASSERT_NEAR(u8_at(&out.tensors[0], i), 123, 1);
     }
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -546,8 +369,8 @@ test_decode_batch_of_three(void **unused)
     payload_add(&pay, enc_b.data, enc_b.size);
     payload_add(&pay, enc_c.data, enc_c.size);
     LIST1(&in, "image", MI_DTYPE_BYTES, pay.data, pay.size, 3);
-    step_open(&s, mi_builtin_decode_image(), "{}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_decode_image(), PARAMS_AT, "{}");
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 3, 6, 10, 3);
     for (size_t i = 0; i < sizeof(px[0]); i++) {
         ASSERT_NEAR(u8_at(&out.tensors[0], i), px[0][i], 12);
@@ -556,7 +379,7 @@ test_decode_batch_of_three(void **unused)
                         px[1], sizeof(px[1]));
     assert_memory_equal((uint8_t *)out.tensors[0].data + 2 * sizeof(px[0]),
                         px[2], sizeof(px[2]));
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -573,7 +396,7 @@ test_decode_errors(void **unused)
     pattern_rgb(small, 5, 4);
     enc_jpeg(&enc_a, px, 10, 6, 3);
     enc_png(&enc_b, small, 5, 4, PNG_FORMAT_RGB);
-    step_open(&s, mi_builtin_decode_image(), "{}");
+    mi_test_step_open(&s, mi_builtin_decode_image(), PARAMS_AT, "{}");
 
     /* Image 2 has another size. */
     pay.size = 0;
@@ -581,46 +404,56 @@ test_decode_errors(void **unused)
     payload_add(&pay, enc_a.data, enc_a.size);
     payload_add(&pay, enc_b.data, enc_b.size);
     LIST1(&in, "image", MI_DTYPE_BYTES, pay.data, pay.size, 3);
-    step_apply_reject(&s, &in, "decode_image: image 2 is 5x4, image 0 is "
-                               "10x6");
+    mi_test_step_apply_reject_prefix(&s, &in,
+                                     "decode_image: image 2 is 5x4, image 0 is "
+                                     "10x6");
 
     /* Image 1 is a JPEG cut in half. */
     pay.size = 0;
     payload_add(&pay, enc_a.data, enc_a.size);
     payload_add(&pay, enc_a.data, enc_a.size / 2);
     LIST1(&in, "image", MI_DTYPE_BYTES, pay.data, pay.size, 2);
-    step_apply_reject(&s, &in, "decode_image: image 1: truncated or corrupt "
-                               "JPEG (");
+    mi_test_step_apply_reject_prefix(
+        &s, &in,
+        "decode_image: image 1: truncated or corrupt "
+        "JPEG (");
 
     /* Image 0 is a JPEG cut right after its magic. */
     pay.size = 0;
     payload_add(&pay, enc_a.data, 20);
     LIST1(&in, "image", MI_DTYPE_BYTES, pay.data, pay.size, 1);
-    step_apply_reject(&s, &in, "decode_image: image 0: truncated or corrupt "
-                               "JPEG (");
+    mi_test_step_apply_reject_prefix(
+        &s, &in,
+        "decode_image: image 0: truncated or corrupt "
+        "JPEG (");
 
     /* A truncated PNG. */
     pay.size = 0;
     payload_add(&pay, enc_b.data, enc_b.size - 20);
     LIST1(&in, "image", MI_DTYPE_BYTES, pay.data, pay.size, 1);
-    step_apply_reject(&s, &in, "decode_image: image 0: truncated or corrupt "
-                               "PNG (");
+    mi_test_step_apply_reject_prefix(
+        &s, &in,
+        "decode_image: image 0: truncated or corrupt "
+        "PNG (");
 
     /* Garbage, and an empty element. */
     pay.size = 0;
     payload_add(&pay, enc_b.data, enc_b.size);
     payload_add(&pay, (const unsigned char *)garbage, sizeof(garbage));
     LIST1(&in, "image", MI_DTYPE_BYTES, pay.data, pay.size, 2);
-    step_apply_reject(&s, &in, "decode_image: image 1: not a JPEG or PNG");
+    mi_test_step_apply_reject_prefix(
+        &s, &in, "decode_image: image 1: not a JPEG or PNG");
     pay.size = 0;
     payload_add(&pay, enc_b.data, 0);
     LIST1(&in, "image", MI_DTYPE_BYTES, pay.data, pay.size, 1);
-    step_apply_reject(&s, &in, "decode_image: image 0: not a JPEG or PNG");
+    mi_test_step_apply_reject_prefix(
+        &s, &in, "decode_image: image 0: not a JPEG or PNG");
 
     /* A length running past the end of the tensor. */
     LIST1(&in, "image", MI_DTYPE_BYTES, pay.data, 3, 1);
-    step_apply_reject(&s, &in, "decode_image: image 0: tensor 'image' ends");
-    step_close(&s);
+    mi_test_step_apply_reject_prefix(
+        &s, &in, "decode_image: image 0: tensor 'image' ends");
+    mi_test_step_close(&s);
 }
 
 /* The CRC-32 of PNG chunks (the zlib polynomial), bit by bit. */
@@ -669,10 +502,12 @@ test_decode_rejects_huge_header(void **unused)
     pay.size = 0;
     payload_add(&pay, enc_a.data, enc_a.size);
     LIST1(&in, "image", MI_DTYPE_BYTES, pay.data, pay.size, 1);
-    step_open(&s, mi_builtin_decode_image(), "{}");
-    step_apply_reject(&s, &in, "decode_image: image 0: PNG is 10000x10000; "
-                               "accepted are 1 to 64000000 pixels");
-    step_close(&s);
+    mi_test_step_open(&s, mi_builtin_decode_image(), PARAMS_AT, "{}");
+    mi_test_step_apply_reject_prefix(
+        &s, &in,
+        "decode_image: image 0: PNG is 10000x10000; "
+        "accepted are 1 to 64000000 pixels");
+    mi_test_step_close(&s);
 }
 
 static void
@@ -683,29 +518,32 @@ test_decode_infer_format_and_params(void **unused)
     mi_format out;
 
     (void)unused;
-    step_open(&s, mi_builtin_decode_image(), "{}");
+    mi_test_step_open(&s, mi_builtin_decode_image(), PARAMS_AT, "{}");
     SPEC1(&in, "image", MI_DTYPE_BYTES, 4);
-    step_infer(&s, &in, &out);
+    mi_test_step_infer(&s, &in, &out);
     assert_string_equal(out.tensors[0].name, "image");
     ASSERT_I64_EQ(out.tensors[0].dtype, MI_DTYPE_UINT8);
     ASSERT_SHAPE(&out.tensors[0], 4, -1, -1, 3);
     SPEC1(&in, "image", MI_DTYPE_BYTES, -1);
-    step_infer(&s, &in, &out);
+    mi_test_step_infer(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], -1, -1, -1, 3);
     spec1_scalar(&in, "image", MI_DTYPE_BYTES);
-    step_infer(&s, &in, &out);
+    mi_test_step_infer(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 1, -1, -1, 3);
     SPEC1(&in, "image", MI_DTYPE_UINT8, 4, 3);
-    step_infer_reject(&s, &in,
-                      "decode_image: tensor 'image' is uint8 of rank 2; "
-                      "expected bytes of rank 0 or 1");
-    step_close(&s);
+    mi_test_step_infer_reject(
+        &s, &in,
+        "decode_image: tensor 'image' is uint8 of rank 2; "
+        "expected bytes of rank 0 or 1");
+    mi_test_step_close(&s);
 
-    step_reject(mi_builtin_decode_image(), "{\"channels\": 4}",
-                "pre[0].params.channels: 4 channels requested; only 3 are "
-                "supported");
-    step_reject(mi_builtin_decode_image(), "{\"order\": \"rgba\"}",
-                "pre[0].params.order: 'rgba' is not 'rgb' or 'bgr'");
+    mi_test_step_reject(
+        mi_builtin_decode_image(), PARAMS_AT, "{\"channels\": 4}", MI_EINVAL,
+        "pre[0].params.channels: 4 channels requested; only 3 are "
+        "supported");
+    mi_test_step_reject(mi_builtin_decode_image(), PARAMS_AT,
+                        "{\"order\": \"rgba\"}", MI_EINVAL,
+                        "pre[0].params.order: 'rgba' is not 'rgb' or 'bgr'");
 }
 
 /* ---- resize ---- */
@@ -721,17 +559,18 @@ test_resize_upscale_2x2_bilinear(void **unused)
 
     (void)unused;
     LIST1(&in, "x", MI_DTYPE_FP32, src, sizeof(src), 2, 2, 1);
-    step_open(&s, mi_builtin_resize(), "{\"height\": 4, \"width\": 4}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_resize(), PARAMS_AT,
+                      "{\"height\": 4, \"width\": 4}");
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 4, 4, 1);
     for (size_t y = 0; y < 4; y++) {
         for (size_t x = 0; x < 4; x++) {
             /* Rows interpolate 0..8 the same way columns do 0..4. */
-            ASSERT_NEAR(f32_at(&out.tensors[0], y * 4 + x),
+            ASSERT_NEAR(mi_test_f32_at(&out.tensors[0], y * 4 + x),
                         row[x] + 2.0f * row[y], 1e-6);
         }
     }
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -745,15 +584,16 @@ test_resize_downscale_averages(void **unused)
 
     (void)unused;
     LIST1(&in, "x", MI_DTYPE_UINT8, src, sizeof(src), 1, 2, 4, 2);
-    step_open(&s, mi_builtin_resize(), "{\"height\": 1, \"width\": 2}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_resize(), PARAMS_AT,
+                      "{\"height\": 1, \"width\": 2}");
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 1, 1, 2, 2);
     /* Each output pixel is the mean of a 2x2 block, rounded half up. */
     ASSERT_I64_EQ(u8_at(&out.tensors[0], 0), 21); /* 82 / 4 = 20.5 */
     ASSERT_I64_EQ(u8_at(&out.tensors[0], 1), 0);
     ASSERT_I64_EQ(u8_at(&out.tensors[0], 2), 45);
     ASSERT_I64_EQ(u8_at(&out.tensors[0], 3), 25);
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static double
@@ -786,9 +626,10 @@ test_resize_constant_batch(void **unused)
         src[i] = (uint8_t)(77 + i % 3);
     }
     LIST1(&in, "x", MI_DTYPE_UINT8, src, n_in, 16, 900, 1200, 3);
-    step_open(&s, mi_builtin_resize(), "{\"max_side\": 960}");
+    mi_test_step_open(&s, mi_builtin_resize(), PARAMS_AT,
+                      "{\"max_side\": 960}");
     t0 = now_ms();
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     print_message("resize: 16 x 1200x900 -> 960x720 uint8 in %.1f ms\n",
                   now_ms() - t0);
     ASSERT_SHAPE(&out.tensors[0], 16, 720, 960, 3);
@@ -797,7 +638,7 @@ test_resize_constant_batch(void **unused)
             fail_msg("element %zu is %d", i, (int)u8_at(&out.tensors[0], i));
         }
     }
-    step_close(&s);
+    mi_test_step_close(&s);
     mi_arena_fini(&data);
 }
 
@@ -817,21 +658,23 @@ test_resize_info_and_multiple_of(void **unused)
     assert_non_null(src);
     memset(src, 9, n_in);
     LIST1(&in, "x", MI_DTYPE_UINT8, src, n_in, 2, 900, 1200, 3);
-    step_open(&s, mi_builtin_resize(),
-              "{\"max_side\": 960, \"multiple_of\": 32, \"info\": \"shape\"}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(
+        &s, mi_builtin_resize(), PARAMS_AT,
+        "{\"max_side\": 960, \"multiple_of\": 32, \"info\": \"shape\"}");
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_I64_EQ(out.n_tensors, 2);
     ASSERT_SHAPE(&out.tensors[0], 2, 736, 960, 3);
     assert_string_equal(out.tensors[1].name, "shape");
     ASSERT_I64_EQ(out.tensors[1].dtype, MI_DTYPE_FP32);
     ASSERT_SHAPE(&out.tensors[1], 2, 4);
     for (size_t b = 0; b < 2; b++) {
-        ASSERT_NEAR(f32_at(&out.tensors[1], b * 4 + 0), 900, 0);
-        ASSERT_NEAR(f32_at(&out.tensors[1], b * 4 + 1), 1200, 0);
-        ASSERT_NEAR(f32_at(&out.tensors[1], b * 4 + 2), 736.0 / 900.0, 1e-6);
-        ASSERT_NEAR(f32_at(&out.tensors[1], b * 4 + 3), 0.8, 1e-6);
+        ASSERT_NEAR(mi_test_f32_at(&out.tensors[1], b * 4 + 0), 900, 0);
+        ASSERT_NEAR(mi_test_f32_at(&out.tensors[1], b * 4 + 1), 1200, 0);
+        ASSERT_NEAR(mi_test_f32_at(&out.tensors[1], b * 4 + 2), 736.0 / 900.0,
+                    1e-6);
+        ASSERT_NEAR(mi_test_f32_at(&out.tensors[1], b * 4 + 3), 0.8, 1e-6);
     }
-    step_close(&s);
+    mi_test_step_close(&s);
     mi_arena_fini(&data);
 }
 
@@ -843,62 +686,68 @@ test_resize_infer_format(void **unused)
     mi_format out;
 
     (void)unused;
-    step_open(&s, mi_builtin_resize(),
-              "{\"max_side\": 960, \"multiple_of\": 32, \"info\": \"shape\"}");
+    mi_test_step_open(
+        &s, mi_builtin_resize(), PARAMS_AT,
+        "{\"max_side\": 960, \"multiple_of\": 32, \"info\": \"shape\"}");
     SPEC1(&in, "x", MI_DTYPE_UINT8, 16, 900, 1200, 3);
-    step_infer(&s, &in, &out);
+    mi_test_step_infer(&s, &in, &out);
     ASSERT_I64_EQ(out.n_tensors, 2);
     ASSERT_SHAPE(&out.tensors[0], 16, 736, 960, 3);
     assert_string_equal(out.tensors[1].name, "shape");
     ASSERT_SHAPE(&out.tensors[1], 16, 4);
     SPEC1(&in, "x", MI_DTYPE_FP32, -1, -1, -1, 3);
-    step_infer(&s, &in, &out);
+    mi_test_step_infer(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], -1, -1, -1, 3);
     ASSERT_SHAPE(&out.tensors[1], -1, 4);
     /* Never upscaled; sides rounded to the nearest multiple, at least one. */
     SPEC1(&in, "x", MI_DTYPE_UINT8, 50, 100, 3);
-    step_infer(&s, &in, &out);
+    mi_test_step_infer(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 64, 96, 3);
     ASSERT_SHAPE(&out.tensors[1], 1, 4);
     SPEC1(&in, "x", MI_DTYPE_UINT8, 5, 10, 3);
-    step_infer(&s, &in, &out);
+    mi_test_step_infer(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 32, 32, 3);
     SPEC1(&in, "x", MI_DTYPE_INT32, 5, 10, 3);
-    step_infer_reject(&s, &in,
-                      "resize: tensor 'x' is int32 of rank 3; expected "
-                      "uint8 or fp32 [B,H,W,C] or [H,W,C]");
+    mi_test_step_infer_reject(&s, &in,
+                              "resize: tensor 'x' is int32 of rank 3; expected "
+                              "uint8 or fp32 [B,H,W,C] or [H,W,C]");
     SPEC1(&in, "shape", MI_DTYPE_UINT8, 5, 10, 3);
-    step_infer_reject(&s, &in,
-                      "resize: info 'shape' is also the name of the resized "
-                      "tensor");
-    step_close(&s);
+    mi_test_step_infer_reject(
+        &s, &in,
+        "resize: info 'shape' is also the name of the resized "
+        "tensor");
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_resize(),
-              "{\"max_side\": 960, \"upscale\": true}");
+    mi_test_step_open(&s, mi_builtin_resize(), PARAMS_AT,
+                      "{\"max_side\": 960, \"upscale\": true}");
     SPEC1(&in, "x", MI_DTYPE_UINT8, 50, 100, 3);
-    step_infer(&s, &in, &out);
+    mi_test_step_infer(&s, &in, &out);
     ASSERT_I64_EQ(out.n_tensors, 1);
     ASSERT_SHAPE(&out.tensors[0], 480, 960, 3);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_resize(), "{\"height\": 64, \"width\": 48}");
+    mi_test_step_open(&s, mi_builtin_resize(), PARAMS_AT,
+                      "{\"height\": 64, \"width\": 48}");
     SPEC1(&in, "x", MI_DTYPE_FP32, 2, -1, -1, 3);
-    step_infer(&s, &in, &out);
+    mi_test_step_infer(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 2, 64, 48, 3);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_reject(mi_builtin_resize(), "{}",
-                "pre[0].params: needs 'max_side', or both 'height' and "
-                "'width'");
-    step_reject(mi_builtin_resize(),
-                "{\"max_side\": 10, \"height\": 4, \"width\": 4}",
-                "pre[0].params: give either 'max_side' or 'height' and "
-                "'width', not both");
-    step_reject(mi_builtin_resize(),
-                "{\"height\": 4, \"width\": 4, \"upscale\": true}",
-                "pre[0].params.upscale: applies only with 'max_side'");
-    step_reject(mi_builtin_resize(), "{\"max_side\": 0}",
-                "pre[0].params.max_side: 0 is not in [1, 65536]");
+    mi_test_step_reject(mi_builtin_resize(), PARAMS_AT, "{}", MI_EINVAL,
+                        "pre[0].params: needs 'max_side', or both 'height' and "
+                        "'width'");
+    mi_test_step_reject(mi_builtin_resize(), PARAMS_AT,
+                        "{\"max_side\": 10, \"height\": 4, \"width\": 4}",
+                        MI_EINVAL,
+                        "pre[0].params: give either 'max_side' or 'height' and "
+                        "'width', not both");
+    mi_test_step_reject(mi_builtin_resize(), PARAMS_AT,
+                        "{\"height\": 4, \"width\": 4, \"upscale\": true}",
+                        MI_EINVAL,
+                        "pre[0].params.upscale: applies only with 'max_side'");
+    mi_test_step_reject(mi_builtin_resize(), PARAMS_AT, "{\"max_side\": 0}",
+                        MI_EINVAL,
+                        "pre[0].params.max_side: 0 is not in [1, 65536]");
 }
 
 /* ---- pad ---- */
@@ -918,8 +767,9 @@ test_pad_multiple_of_uint8(void **unused)
         src[i] = (uint8_t)(i + 1);
     }
     LIST1(&in, "x", MI_DTYPE_UINT8, src, sizeof(src), 1, 5, 3, 1);
-    step_open(&s, mi_builtin_pad(), "{\"multiple_of\": 4, \"value\": 7}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_pad(), PARAMS_AT,
+                      "{\"multiple_of\": 4, \"value\": 7}");
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 1, 8, 4, 1);
     for (size_t y = 0; y < 8; y++) {
         for (size_t x = 0; x < 4; x++) {
@@ -929,14 +779,15 @@ test_pad_multiple_of_uint8(void **unused)
         }
     }
     SPEC1(&fin, "x", MI_DTYPE_UINT8, -1, 5, -1, 3);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_SHAPE(&fout.tensors[0], -1, 8, -1, 3);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_pad(), "{\"multiple_of\": 4, \"value\": 300}");
-    step_infer_reject(&s, &fin,
-                      "pad: value 300 does not fit uint8 tensor 'x'");
-    step_close(&s);
+    mi_test_step_open(&s, mi_builtin_pad(), PARAMS_AT,
+                      "{\"multiple_of\": 4, \"value\": 300}");
+    mi_test_step_infer_reject(&s, &fin,
+                              "pad: value 300 does not fit uint8 tensor 'x'");
+    mi_test_step_close(&s);
 }
 
 static void
@@ -954,35 +805,38 @@ test_pad_fixed_fp32(void **unused)
 
     (void)unused;
     LIST1(&in, "x", MI_DTYPE_FP32, src, sizeof(src), 2, 2, 2);
-    step_open(&s, mi_builtin_pad(),
-              "{\"height\": 3, \"width\": 3, \"value\": -1}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_pad(), PARAMS_AT,
+                      "{\"height\": 3, \"width\": 3, \"value\": -1}");
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 3, 3, 2);
     for (size_t i = 0; i < 18; i++) {
-        ASSERT_NEAR(f32_at(&out.tensors[0], i), want[i], 0);
+        ASSERT_NEAR(mi_test_f32_at(&out.tensors[0], i), want[i], 0);
     }
     SPEC1(&fin, "x", MI_DTYPE_FP32, 4, -1, -1, 2);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_SHAPE(&fout.tensors[0], 4, 3, 3, 2);
     SPEC1(&fin, "x", MI_DTYPE_FP32, 4, 5, 3, 2);
-    step_infer_reject(&s, &fin,
-                      "pad: tensor 'x' holds 3x5 images, larger than the "
-                      "padded size 3x3");
-    step_close(&s);
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "pad: tensor 'x' holds 3x5 images, larger than the "
+        "padded size 3x3");
+    mi_test_step_close(&s);
 
     /* Already the target size: the data is shared, not copied. */
-    step_open(&s, mi_builtin_pad(), "{\"multiple_of\": 2}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_pad(), PARAMS_AT, "{\"multiple_of\": 2}");
+    mi_test_step_apply(&s, &in, &out);
     assert_ptr_equal(out.tensors[0].data, src);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_reject(mi_builtin_pad(), "{\"height\": 3}",
-                "pre[0].params: needs 'multiple_of', or both 'height' and "
-                "'width'");
-    step_reject(mi_builtin_pad(),
-                "{\"multiple_of\": 3, \"height\": 3, \"width\": 3}",
-                "pre[0].params: give either 'multiple_of' or 'height' and "
-                "'width', not both");
+    mi_test_step_reject(
+        mi_builtin_pad(), PARAMS_AT, "{\"height\": 3}", MI_EINVAL,
+        "pre[0].params: needs 'multiple_of', or both 'height' and "
+        "'width'");
+    mi_test_step_reject(
+        mi_builtin_pad(), PARAMS_AT,
+        "{\"multiple_of\": 3, \"height\": 3, \"width\": 3}", MI_EINVAL,
+        "pre[0].params: give either 'multiple_of' or 'height' and "
+        "'width', not both");
 }
 
 /* ---- channel_order ---- */
@@ -1002,30 +856,35 @@ test_channel_order(void **unused)
 
     (void)unused;
     LIST1(&in, "x", MI_DTYPE_UINT8, rgb, sizeof(rgb), 1, 2, 3);
-    step_open(&s, mi_builtin_channel_order(), "{\"order\": [2, 1, 0]}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_channel_order(), PARAMS_AT,
+                      "{\"order\": [2, 1, 0]}");
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 1, 2, 3);
     assert_memory_equal(out.tensors[0].data, bgr, sizeof(bgr));
     SPEC1(&fin, "x", MI_DTYPE_UINT8, -1, -1, -1, 3);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_SHAPE(&fout.tensors[0], -1, -1, -1, 3);
     SPEC1(&fin, "x", MI_DTYPE_UINT8, 2, 4);
-    step_infer_reject(&s, &fin,
-                      "channel_order: tensor 'x' has 4 channels (last axis) "
-                      "but order has 3");
-    step_close(&s);
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "channel_order: tensor 'x' has 4 channels (last axis) "
+        "but order has 3");
+    mi_test_step_close(&s);
 
     LIST1(&in, "y", MI_DTYPE_FP32, f, sizeof(f), 2, 4);
-    step_open(&s, mi_builtin_channel_order(), "{\"order\": [3, 0, 1, 2]}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_channel_order(), PARAMS_AT,
+                      "{\"order\": [3, 0, 1, 2]}");
+    mi_test_step_apply(&s, &in, &out);
     for (size_t i = 0; i < 8; i++) {
-        ASSERT_NEAR(f32_at(&out.tensors[0], i), fwant[i], 0);
+        ASSERT_NEAR(mi_test_f32_at(&out.tensors[0], i), fwant[i], 0);
     }
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_reject(mi_builtin_channel_order(), "{\"order\": [0, 0, 1]}",
-                "pre[0].params.order: element 1 is 0; order must list each "
-                "channel from 0 to 2 once");
+    mi_test_step_reject(
+        mi_builtin_channel_order(), PARAMS_AT, "{\"order\": [0, 0, 1]}",
+        MI_EINVAL,
+        "pre[0].params.order: element 1 is 0; order must list each "
+        "channel from 0 to 2 once");
 }
 
 /* ---- A whole chain ---- */
@@ -1048,22 +907,22 @@ test_chain_png_to_padded(void **unused)
     pay.size = 0;
     payload_add(&pay, enc_a.data, enc_a.size);
     LIST1(&a, "image", MI_DTYPE_BYTES, pay.data, pay.size, 1);
-    step_open(&dec, mi_builtin_decode_image(), "{}");
-    step_open(&rs, mi_builtin_resize(),
-              "{\"max_side\": 20, \"info\": \"info\"}");
-    step_open(&pd, mi_builtin_pad(), "{\"multiple_of\": 8}");
-    step_apply(&dec, &a, &b);
-    step_apply(&rs, &b, &c);
+    mi_test_step_open(&dec, mi_builtin_decode_image(), PARAMS_AT, "{}");
+    mi_test_step_open(&rs, mi_builtin_resize(), PARAMS_AT,
+                      "{\"max_side\": 20, \"info\": \"info\"}");
+    mi_test_step_open(&pd, mi_builtin_pad(), PARAMS_AT, "{\"multiple_of\": 8}");
+    mi_test_step_apply(&dec, &a, &b);
+    mi_test_step_apply(&rs, &b, &c);
     ASSERT_SHAPE(&c.tensors[0], 1, 15, 20, 3);
-    ASSERT_NEAR(f32_at(&c.tensors[1], 2), 0.5, 1e-7);
+    ASSERT_NEAR(mi_test_f32_at(&c.tensors[1], 2), 0.5, 1e-7);
     c.n_tensors = 1;
-    step_apply(&pd, &c, &b);
+    mi_test_step_apply(&pd, &c, &b);
     ASSERT_SHAPE(&b.tensors[0], 1, 16, 24, 3);
     ASSERT_I64_EQ(u8_at(&b.tensors[0], 0), 200);
     ASSERT_I64_EQ(u8_at(&b.tensors[0], 16 * 24 * 3 - 1), 0);
-    step_close(&pd);
-    step_close(&rs);
-    step_close(&dec);
+    mi_test_step_close(&pd);
+    mi_test_step_close(&rs);
+    mi_test_step_close(&dec);
 }
 
 int

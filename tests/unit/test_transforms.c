@@ -19,10 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/arena.h"
-#include "core/error.h"
-#include "core/tensor.h"
-#include "plugin/host.h"
+#include "step_harness.h"
 
 const mi_plugin_desc *mi_builtin_cast(void);
 const mi_plugin_desc *mi_builtin_scale(void);
@@ -37,23 +34,6 @@ const mi_plugin_desc *mi_builtin_select(void);
 const mi_plugin_desc *mi_builtin_threshold(void);
 
 /* ---- Assertions that print both sides ---- */
-
-#define ASSERT_OK(expr, err)                                                 \
-    do {                                                                     \
-        mi_status rc_ = (expr);                                              \
-        if (rc_ != MI_OK) {                                                  \
-            fail_msg("%s: status %d: %s", #expr, (int)rc_, (err).msg);       \
-        }                                                                    \
-    } while (0)
-
-#define ASSERT_I64_EQ(actual, expected)                                      \
-    do {                                                                     \
-        long long a_ = (long long)(actual);                                  \
-        long long e_ = (long long)(expected);                                \
-        if (a_ != e_) {                                                      \
-            fail_msg("%s is %lld, expected %lld", #actual, a_, e_);          \
-        }                                                                    \
-    } while (0)
 
 #define ASSERT_U64_EQ(actual, expected)                                      \
     do {                                                                     \
@@ -74,184 +54,24 @@ const mi_plugin_desc *mi_builtin_threshold(void);
         }                                                                    \
     } while (0)
 
-#define ASSERT_SHAPE(spec_or_tensor, ...)                                    \
-    assert_shape((spec_or_tensor)->rank, (spec_or_tensor)->shape,            \
-                 (const int64_t[]){__VA_ARGS__},                             \
-                 (int32_t)(sizeof((const int64_t[]){__VA_ARGS__}) /          \
-                           sizeof(int64_t)))
-
-static void
-assert_shape(int32_t rank, const int64_t *shape, const int64_t *expected,
-             int32_t expected_rank)
-{
-    char got[128];
-    char want[128];
-
-    mi_shape_str(rank, shape, got, sizeof(got));
-    mi_shape_str(expected_rank, expected, want, sizeof(want));
-    assert_string_equal(got, want);
-}
-
 /* ---- A step under test ---- */
 
-typedef struct step {
-    const mi_transform_vtbl *vtbl;
-    mi_params               *params;
-    void                    *state;
-    mi_arena                 arena;
-    mi_ctx                   ctx;
-} step;
+typedef mi_test_step step;
 
-/* Creates a step from JSON params that must be valid. */
-static void
-step_open(step *s, const mi_plugin_desc *desc, const char *json)
-{
-    mi_error err;
-
-    mi_error_clear(&err);
-    memset(s, 0, sizeof(*s));
-    assert_non_null(desc);
-    s->vtbl = desc->transform;
-    ASSERT_OK(mi_params_parse(json, "pre[0].params", &s->params, &err), err);
-    ASSERT_OK(s->vtbl->create(mi_host_api_get(), s->params, &s->state, &err),
-              err);
-    ASSERT_OK(mi_params_check_unused(s->params, &err), err);
-    mi_arena_init(&s->arena);
-    mi_ctx_init(&s->ctx, &s->arena);
-}
-
-static void
-step_close(step *s)
-{
-    s->vtbl->destroy(s->state);
-    mi_params_destroy(s->params);
-    mi_arena_fini(&s->arena);
-}
-
-/*
- * Creates a step from JSON params that must be rejected, by create or by
- * the unused-key check, and checks the message.
- */
-static void
-step_reject(const mi_plugin_desc *desc, const char *json, mi_status code,
-            const char *msg)
-{
-    mi_error   err;
-    mi_params *params = NULL;
-    void      *state  = NULL;
-    mi_status  rc;
-
-    mi_error_clear(&err);
-    ASSERT_OK(mi_params_parse(json, "pre[0].params", &params, &err), err);
-    rc = desc->transform->create(mi_host_api_get(), params, &state, &err);
-    if (rc == MI_OK) {
-        rc = mi_params_check_unused(params, &err);
-        desc->transform->destroy(state);
-    }
-    mi_params_destroy(params);
-    ASSERT_I64_EQ(rc, code);
-    assert_string_equal(err.msg, msg);
-}
-
-/* Runs infer_format on one spec, which must succeed. */
-static void
-step_infer(step *s, const mi_format *in, mi_format *out)
-{
-    mi_error err;
-
-    mi_error_clear(&err);
-    ASSERT_OK(s->vtbl->infer_format(s->state, in, out, &err), err);
-}
-
-/* Runs infer_format, which must fail with MI_EINVAL and msg. */
-static void
-step_infer_reject(step *s, const mi_format *in, const char *msg)
-{
-    mi_error  err;
-    mi_format out;
-
-    mi_error_clear(&err);
-    ASSERT_I64_EQ(s->vtbl->infer_format(s->state, in, &out, &err),
-                  MI_EINVAL);
-    assert_string_equal(err.msg, msg);
-}
-
-static void
-step_apply(step *s, const mi_tensor_list *in, mi_tensor_list *out)
-{
-    mi_error err;
-
-    mi_error_clear(&err);
-    ASSERT_OK(s->vtbl->apply(s->state, &s->ctx, in, out, &err), err);
-}
-
-static void
-step_apply_reject(step *s, const mi_tensor_list *in, const char *msg)
-{
-    mi_error       err;
-    mi_tensor_list out;
-
-    mi_error_clear(&err);
-    ASSERT_I64_EQ(s->vtbl->apply(s->state, &s->ctx, in, &out, &err),
-                  MI_EINVAL);
-    assert_string_equal(err.msg, msg);
-}
+/* The params of a step under test are those of the first pre-transform. */
+#define PARAMS_AT "pre[0].params"
 
 /* ---- Tensors and formats ---- */
 
-/* Fills t to point at test-owned data (borrowed by the step). */
-static void
-tensor_set(mi_tensor *t, const char *name, mi_dtype dtype, int32_t rank,
-           const int64_t *shape, void *data, size_t byte_size)
-{
-    memset(t, 0, sizeof(*t));
-    snprintf(t->name, sizeof(t->name), "%s", name);
-    t->dtype = dtype;
-    t->rank  = rank;
-    if (rank > 0) {
-        memcpy(t->shape, shape, (size_t)rank * sizeof(shape[0]));
-    }
-    t->data      = data;
-    t->byte_size = byte_size;
-}
-
-#define TENSOR(t, name, dtype, data, ...)                                    \
-    tensor_set((t), (name), (dtype),                                         \
-               (int32_t)(sizeof((const int64_t[]){__VA_ARGS__}) /            \
-                         sizeof(int64_t)),                                   \
-               (const int64_t[]){__VA_ARGS__}, (data), sizeof(data))
-
-static void
-spec_set(mi_tensor_spec *s, const char *name, mi_dtype dtype, int32_t rank,
-         const int64_t *shape)
-{
-    memset(s, 0, sizeof(*s));
-    snprintf(s->name, sizeof(s->name), "%s", name);
-    s->dtype = dtype;
-    s->rank  = rank;
-    if (rank > 0) {
-        memcpy(s->shape, shape, (size_t)rank * sizeof(shape[0]));
-    }
-}
-
-/* A format of one tensor; SPEC1(&fmt, "x", MI_DTYPE_FP32, 9, 3). */
-#define SPEC1(fmt, name, dtype, ...)                                         \
-    do {                                                                     \
-        memset((fmt), 0, sizeof(*(fmt)));                                    \
-        (fmt)->n_tensors = 1;                                                \
-        spec_set(&(fmt)->tensors[0], (name), (dtype),                        \
-                 (int32_t)(sizeof((const int64_t[]){__VA_ARGS__}) /          \
-                           sizeof(int64_t)),                                 \
-                 (const int64_t[]){__VA_ARGS__});                            \
-    } while (0)
+#define TENSOR(t, name, dtype, data, ...)                                      \
+    mi_test_tensor_set((t), (name), (dtype), MI_TEST_DIMS(__VA_ARGS__),        \
+                       (data), sizeof(data))
 
 /* A format of one tensor of any rank. */
 static void
 spec1_any_rank(mi_format *fmt, const char *name, mi_dtype dtype)
 {
-    memset(fmt, 0, sizeof(*fmt));
-    fmt->n_tensors = 1;
-    spec_set(&fmt->tensors[0], name, dtype, -1, NULL);
+    mi_test_format1(fmt, name, dtype, -1, NULL);
 }
 
 static void
@@ -266,14 +86,6 @@ static double
 f64_at(const mi_tensor *t, size_t i)
 {
     double v;
-    memcpy(&v, (const char *)t->data + i * sizeof(v), sizeof(v));
-    return v;
-}
-
-static float
-f32_at(const mi_tensor *t, size_t i)
-{
-    float v;
     memcpy(&v, (const char *)t->data + i * sizeof(v), sizeof(v));
     return v;
 }
@@ -328,10 +140,11 @@ test_cast_int32_to_fp64(void **unused)
     mi_tensor_list out;
 
     (void)unused;
-    step_open(&s, mi_builtin_cast(), "{\"dtype\": \"fp64\"}");
+    mi_test_step_open(&s, mi_builtin_cast(), PARAMS_AT,
+                      "{\"dtype\": \"fp64\"}");
     TENSOR(&t, "array", MI_DTYPE_INT32, raw, 2, 3);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_U64_EQ(out.n_tensors, 1);
     assert_string_equal(out.tensors[0].name, "array");
     ASSERT_I64_EQ(out.tensors[0].dtype, MI_DTYPE_FP64);
@@ -340,7 +153,7 @@ test_cast_int32_to_fp64(void **unused)
     for (size_t i = 0; i < 6; i++) {
         ASSERT_F64_EQ(f64_at(&out.tensors[0], i), raw[i]);
     }
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -364,20 +177,23 @@ test_cast_float_to_int_truncates_and_saturates(void **unused)
     TENSOR(&t, "v", MI_DTYPE_FP64, v, 10);
     list1(&in, &t);
 
-    step_open(&s, mi_builtin_cast(), "{\"dtype\": \"int8\"}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_cast(), PARAMS_AT,
+                      "{\"dtype\": \"int8\"}");
+    mi_test_step_apply(&s, &in, &out);
     assert_memory_equal(out.tensors[0].data, want_i8, sizeof(want_i8));
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_cast(), "{\"dtype\": \"uint8\"}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_cast(), PARAMS_AT,
+                      "{\"dtype\": \"uint8\"}");
+    mi_test_step_apply(&s, &in, &out);
     assert_memory_equal(out.tensors[0].data, want_u8, sizeof(want_u8));
-    step_close(&s);
+    mi_test_step_close(&s);
 
     TENSOR(&t, "big", MI_DTYPE_FP64, big, 6);
     list1(&in, &t);
-    step_open(&s, mi_builtin_cast(), "{\"dtype\": \"int64\"}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_cast(), PARAMS_AT,
+                      "{\"dtype\": \"int64\"}");
+    mi_test_step_apply(&s, &in, &out);
     memcpy(&i64, (char *)out.tensors[0].data + 0 * 8, 8);
     ASSERT_I64_EQ(i64, INT64_MAX);
     memcpy(&i64, (char *)out.tensors[0].data + 1 * 8, 8);
@@ -386,10 +202,11 @@ test_cast_float_to_int_truncates_and_saturates(void **unused)
     ASSERT_I64_EQ(i64, INT64_MAX);
     memcpy(&i64, (char *)out.tensors[0].data + 3 * 8, 8);
     ASSERT_I64_EQ(i64, INT64_MIN);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_cast(), "{\"dtype\": \"uint64\"}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_cast(), PARAMS_AT,
+                      "{\"dtype\": \"uint64\"}");
+    mi_test_step_apply(&s, &in, &out);
     memcpy(&u64, (char *)out.tensors[0].data + 0 * 8, 8);
     ASSERT_U64_EQ(u64, UINT64_MAX);
     memcpy(&u64, (char *)out.tensors[0].data + 1 * 8, 8);
@@ -400,7 +217,7 @@ test_cast_float_to_int_truncates_and_saturates(void **unused)
     ASSERT_U64_EQ(u64, UINT64_MAX);
     memcpy(&u64, (char *)out.tensors[0].data + 5 * 8, 8);
     ASSERT_U64_EQ(u64, 0);
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -419,22 +236,25 @@ test_cast_int_to_int_saturates(void **unused)
     (void)unused;
     TENSOR(&t, "v", MI_DTYPE_INT32, v, 5);
     list1(&in, &t);
-    step_open(&s, mi_builtin_cast(), "{\"dtype\": \"uint16\"}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_cast(), PARAMS_AT,
+                      "{\"dtype\": \"uint16\"}");
+    mi_test_step_apply(&s, &in, &out);
     assert_memory_equal(out.tensors[0].data, want_u16, sizeof(want_u16));
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_cast(), "{\"dtype\": \"int16\"}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_cast(), PARAMS_AT,
+                      "{\"dtype\": \"int16\"}");
+    mi_test_step_apply(&s, &in, &out);
     assert_memory_equal(out.tensors[0].data, want_i16, sizeof(want_i16));
-    step_close(&s);
+    mi_test_step_close(&s);
 
     TENSOR(&t, "u", MI_DTYPE_UINT64, u, 3);
     list1(&in, &t);
-    step_open(&s, mi_builtin_cast(), "{\"dtype\": \"int32\"}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_cast(), PARAMS_AT,
+                      "{\"dtype\": \"int32\"}");
+    mi_test_step_apply(&s, &in, &out);
     assert_memory_equal(out.tensors[0].data, want_i32, sizeof(want_i32));
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -451,26 +271,28 @@ test_cast_to_and_from_bool(void **unused)
     mi_tensor_list out;
 
     (void)unused;
-    step_open(&s, mi_builtin_cast(), "{\"dtype\": \"bool\"}");
+    mi_test_step_open(&s, mi_builtin_cast(), PARAMS_AT,
+                      "{\"dtype\": \"bool\"}");
     TENSOR(&t, "f", MI_DTYPE_FP32, f, 5);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_I64_EQ(out.tensors[0].dtype, MI_DTYPE_BOOL);
     assert_memory_equal(out.tensors[0].data, want_f, sizeof(want_f));
     TENSOR(&t, "i", MI_DTYPE_INT32, i, 3);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     assert_memory_equal(out.tensors[0].data, want_i, sizeof(want_i));
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_cast(), "{\"dtype\": \"float32\"}");
+    mi_test_step_open(&s, mi_builtin_cast(), PARAMS_AT,
+                      "{\"dtype\": \"float32\"}");
     TENSOR(&t, "b", MI_DTYPE_BOOL, b, 3);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
-    ASSERT_F64_EQ(f32_at(&out.tensors[0], 0), 0.0);
-    ASSERT_F64_EQ(f32_at(&out.tensors[0], 1), 1.0);
-    ASSERT_F64_EQ(f32_at(&out.tensors[0], 2), 1.0);
-    step_close(&s);
+    mi_test_step_apply(&s, &in, &out);
+    ASSERT_F64_EQ(mi_test_f32_at(&out.tensors[0], 0), 0.0);
+    ASSERT_F64_EQ(mi_test_f32_at(&out.tensors[0], 1), 1.0);
+    ASSERT_F64_EQ(mi_test_f32_at(&out.tensors[0], 2), 1.0);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -498,32 +320,35 @@ test_cast_fp16_round_trip(void **unused)
     mi_tensor_list back;
 
     (void)unused;
-    step_open(&to_half, mi_builtin_cast(), "{\"dtype\": \"fp16\"}");
-    step_open(&to_single, mi_builtin_cast(), "{\"dtype\": \"fp32\"}");
+    mi_test_step_open(&to_half, mi_builtin_cast(), PARAMS_AT,
+                      "{\"dtype\": \"fp16\"}");
+    mi_test_step_open(&to_single, mi_builtin_cast(), PARAMS_AT,
+                      "{\"dtype\": \"fp32\"}");
     TENSOR(&t, "f", MI_DTYPE_FP32, f, 9);
     list1(&in, &t);
-    step_apply(&to_half, &in, &half);
+    mi_test_step_apply(&to_half, &in, &half);
     ASSERT_I64_EQ(half.tensors[0].dtype, MI_DTYPE_FP16);
     ASSERT_U64_EQ(half.tensors[0].byte_size, sizeof(want_bits));
     assert_memory_equal(half.tensors[0].data, want_bits, sizeof(want_bits));
-    step_apply(&to_single, &half, &back);
+    mi_test_step_apply(&to_single, &half, &back);
     for (size_t i = 0; i < 9; i++) {
-        ASSERT_F64_EQ(f32_at(&back.tensors[0], i), f[i]);
+        ASSERT_F64_EQ(mi_test_f32_at(&back.tensors[0], i), f[i]);
     }
 
     TENSOR(&t, "d", MI_DTYPE_FP64, d, 3);
     list1(&in, &t);
-    step_apply(&to_half, &in, &half);
+    mi_test_step_apply(&to_half, &in, &half);
     assert_memory_equal(half.tensors[0].data, want_d, sizeof(want_d));
-    step_close(&to_half);
-    step_close(&to_single);
+    mi_test_step_close(&to_half);
+    mi_test_step_close(&to_single);
 
-    step_open(&to_single, mi_builtin_cast(), "{\"dtype\": \"int32\"}");
+    mi_test_step_open(&to_single, mi_builtin_cast(), PARAMS_AT,
+                      "{\"dtype\": \"int32\"}");
     TENSOR(&t, "h", MI_DTYPE_FP16, h, 2);
     list1(&in, &t);
-    step_apply(&to_single, &in, &back);
+    mi_test_step_apply(&to_single, &in, &back);
     assert_memory_equal(back.tensors[0].data, want_h, sizeof(want_h));
-    step_close(&to_single);
+    mi_test_step_close(&to_single);
 }
 
 static void
@@ -536,13 +361,14 @@ test_cast_same_dtype_aliases(void **unused)
     mi_tensor_list out;
 
     (void)unused;
-    step_open(&s, mi_builtin_cast(), "{\"dtype\": \"double\"}");
+    mi_test_step_open(&s, mi_builtin_cast(), PARAMS_AT,
+                      "{\"dtype\": \"double\"}");
     TENSOR(&t, "v", MI_DTYPE_FP64, v, 2);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     assert_ptr_equal(out.tensors[0].data, v);
     ASSERT_U64_EQ(s.arena.n_bytes, 0);
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -553,13 +379,14 @@ test_cast_infer_format(void **unused)
     mi_format out;
 
     (void)unused;
-    step_open(&s, mi_builtin_cast(), "{\"dtype\": \"fp64\"}");
+    mi_test_step_open(&s, mi_builtin_cast(), PARAMS_AT,
+                      "{\"dtype\": \"fp64\"}");
     memset(&in, 0, sizeof(in));
     in.n_tensors = 2;
-    spec_set(&in.tensors[0], "a", MI_DTYPE_INT32, 2,
-             (const int64_t[]){-1, 3});
-    spec_set(&in.tensors[1], "b", MI_DTYPE_UINT8, -1, NULL);
-    step_infer(&s, &in, &out);
+    mi_test_spec_set(&in.tensors[0], "a", MI_DTYPE_INT32, 2,
+                     (const int64_t[]){-1, 3});
+    mi_test_spec_set(&in.tensors[1], "b", MI_DTYPE_UINT8, -1, NULL);
+    mi_test_step_infer(&s, &in, &out);
     ASSERT_U64_EQ(out.n_tensors, 2);
     assert_string_equal(out.tensors[0].name, "a");
     ASSERT_I64_EQ(out.tensors[0].dtype, MI_DTYPE_FP64);
@@ -569,26 +396,29 @@ test_cast_infer_format(void **unused)
     ASSERT_I64_EQ(out.tensors[1].rank, -1);
 
     SPEC1(&in, "s", MI_DTYPE_BYTES, 2);
-    step_infer_reject(&s, &in,
-                      "cast: tensor 's' is bytes; cast converts only "
-                      "numeric and bool tensors");
-    step_close(&s);
+    mi_test_step_infer_reject(&s, &in,
+                              "cast: tensor 's' is bytes; cast converts only "
+                              "numeric and bool tensors");
+    mi_test_step_close(&s);
 }
 
 static void
 test_cast_rejects_bad_params(void **unused)
 {
     (void)unused;
-    step_reject(mi_builtin_cast(), "{}", MI_ENOTFOUND,
-                "pre[0].params.dtype: required key is missing");
-    step_reject(mi_builtin_cast(), "{\"dtype\": \"float33\"}", MI_EINVAL,
-                "pre[0].params.dtype: unknown dtype 'float33'");
-    step_reject(mi_builtin_cast(), "{\"dtype\": 32}", MI_EINVAL,
-                "pre[0].params.dtype: expected a string");
-    step_reject(mi_builtin_cast(), "{\"dtype\": \"bytes\"}", MI_EINVAL,
-                "pre[0].params.dtype: cast cannot produce bytes tensors");
-    step_reject(mi_builtin_cast(), "{\"dtype\": \"fp32\", \"dtpye\": 1}",
-                MI_EINVAL, "pre[0].params.dtpye: unknown key");
+    mi_test_step_reject(mi_builtin_cast(), PARAMS_AT, "{}", MI_ENOTFOUND,
+                        "pre[0].params.dtype: required key is missing");
+    mi_test_step_reject(mi_builtin_cast(), PARAMS_AT,
+                        "{\"dtype\": \"float33\"}", MI_EINVAL,
+                        "pre[0].params.dtype: unknown dtype 'float33'");
+    mi_test_step_reject(mi_builtin_cast(), PARAMS_AT, "{\"dtype\": 32}",
+                        MI_EINVAL, "pre[0].params.dtype: expected a string");
+    mi_test_step_reject(
+        mi_builtin_cast(), PARAMS_AT, "{\"dtype\": \"bytes\"}", MI_EINVAL,
+        "pre[0].params.dtype: cast cannot produce bytes tensors");
+    mi_test_step_reject(mi_builtin_cast(), PARAMS_AT,
+                        "{\"dtype\": \"fp32\", \"dtpye\": 1}", MI_EINVAL,
+                        "pre[0].params.dtpye: unknown key");
 }
 
 /* ---- scale ---- */
@@ -603,10 +433,11 @@ test_scale_number(void **unused)
     mi_tensor_list out;
 
     (void)unused;
-    step_open(&s, mi_builtin_scale(), "{\"mul\": 3.90625, \"add\": 1}");
+    mi_test_step_open(&s, mi_builtin_scale(), PARAMS_AT,
+                      "{\"mul\": 3.90625, \"add\": 1}");
     TENSOR(&t, "x", MI_DTYPE_FP64, v, 2, 2);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_I64_EQ(out.tensors[0].dtype, MI_DTYPE_FP64);
     ASSERT_SHAPE(&out.tensors[0], 2, 2);
     for (size_t i = 0; i < 4; i++) {
@@ -614,14 +445,14 @@ test_scale_number(void **unused)
     }
     /* The input is left alone. */
     ASSERT_F64_EQ(v[1], -2.0);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_scale(), "{\"add\": -0.5}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_scale(), PARAMS_AT, "{\"add\": -0.5}");
+    mi_test_step_apply(&s, &in, &out);
     for (size_t i = 0; i < 4; i++) {
         ASSERT_F64_EQ(f64_at(&out.tensors[0], i), v[i] - 0.5);
     }
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -638,40 +469,43 @@ test_scale_per_column_fp32(void **unused)
     mi_format      fout;
 
     (void)unused;
-    step_open(&s, mi_builtin_scale(),
-              "{\"mul\": [0.1, 10, -1], "
-              "\"add\": [0, 0.5, 0.3333333333333333]}");
+    mi_test_step_open(&s, mi_builtin_scale(), PARAMS_AT,
+                      "{\"mul\": [0.1, 10, -1], "
+                      "\"add\": [0, 0.5, 0.3333333333333333]}");
     TENSOR(&t, "x", MI_DTYPE_FP32, v, 2, 3);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_I64_EQ(out.tensors[0].dtype, MI_DTYPE_FP32);
     for (size_t i = 0; i < 6; i++) {
         float want = v[i] * mul[i % 3] + add[i % 3];
-        ASSERT_F64_EQ(f32_at(&out.tensors[0], i), want);
+        ASSERT_F64_EQ(mi_test_f32_at(&out.tensors[0], i), want);
     }
 
     SPEC1(&fin, "x", MI_DTYPE_FP32, -1, 3);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_SHAPE(&fout.tensors[0], -1, 3);
     ASSERT_I64_EQ(fout.tensors[0].dtype, MI_DTYPE_FP32);
     SPEC1(&fin, "x", MI_DTYPE_FP32, 2, 4);
-    step_infer_reject(&s, &fin,
-                      "scale: tensor 'x': last dimension is 4 but mul has "
-                      "3 values");
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "scale: tensor 'x': last dimension is 4 but mul has "
+        "3 values");
     spec1_any_rank(&fin, "x", MI_DTYPE_FP32);
-    step_infer_reject(&s, &fin,
-                      "scale: tensor 'x' has an unknown rank; per-column "
-                      "values need a last axis");
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "scale: tensor 'x' has an unknown rank; per-column "
+        "values need a last axis");
 
     /* An unknown last dimension is checked on the real tensor. */
     SPEC1(&fin, "x", MI_DTYPE_FP32, -1, -1);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     TENSOR(&t, "x", MI_DTYPE_FP32, v, 3, 2);
     list1(&in, &t);
-    step_apply_reject(&s, &in,
-                      "scale: tensor 'x': last dimension is 2 but mul has "
-                      "3 values");
-    step_close(&s);
+    mi_test_step_apply_reject(
+        &s, &in,
+        "scale: tensor 'x': last dimension is 2 but mul has "
+        "3 values");
+    mi_test_step_close(&s);
 }
 
 static void
@@ -682,36 +516,40 @@ test_scale_rejects_non_float(void **unused)
     mi_format fout;
 
     (void)unused;
-    step_open(&s, mi_builtin_scale(), "{\"mul\": 2}");
+    mi_test_step_open(&s, mi_builtin_scale(), PARAMS_AT, "{\"mul\": 2}");
     SPEC1(&fin, "array", MI_DTYPE_INT32, 9, 3);
-    step_infer_reject(&s, &fin,
-                      "scale: tensor 'array' is int32; scale needs fp32 or "
-                      "fp64 (add a cast step before it)");
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "scale: tensor 'array' is int32; scale needs fp32 or "
+        "fp64 (add a cast step before it)");
     /* A number needs no rank. */
     spec1_any_rank(&fin, "x", MI_DTYPE_FP64);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_I64_EQ(fout.tensors[0].rank, -1);
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static void
 test_scale_rejects_bad_params(void **unused)
 {
     (void)unused;
-    step_reject(mi_builtin_scale(), "{}", MI_EINVAL,
-                "pre[0].params: scale needs 'mul', 'add' or both");
-    step_reject(mi_builtin_scale(), "{\"mul\": \"2\"}", MI_EINVAL,
-                "pre[0].params.mul: expected a number or an array of 1 to "
-                "4096 numbers");
-    step_reject(mi_builtin_scale(), "{\"add\": []}", MI_EINVAL,
-                "pre[0].params.add: expected a number or an array of 1 to "
-                "4096 numbers");
-    step_reject(mi_builtin_scale(), "{\"mul\": [1, 2], \"add\": [1, 2, 3]}",
-                MI_EINVAL,
-                "pre[0].params.add: has 3 values but 'mul' has 2; both "
-                "apply to the same last axis");
-    step_reject(mi_builtin_scale(), "{\"mul\": 2, \"mull\": 3}", MI_EINVAL,
-                "pre[0].params.mull: unknown key");
+    mi_test_step_reject(mi_builtin_scale(), PARAMS_AT, "{}", MI_EINVAL,
+                        "pre[0].params: scale needs 'mul', 'add' or both");
+    mi_test_step_reject(
+        mi_builtin_scale(), PARAMS_AT, "{\"mul\": \"2\"}", MI_EINVAL,
+        "pre[0].params.mul: expected a number or an array of 1 to "
+        "4096 numbers");
+    mi_test_step_reject(
+        mi_builtin_scale(), PARAMS_AT, "{\"add\": []}", MI_EINVAL,
+        "pre[0].params.add: expected a number or an array of 1 to "
+        "4096 numbers");
+    mi_test_step_reject(mi_builtin_scale(), PARAMS_AT,
+                        "{\"mul\": [1, 2], \"add\": [1, 2, 3]}", MI_EINVAL,
+                        "pre[0].params.add: has 3 values but 'mul' has 2; both "
+                        "apply to the same last axis");
+    mi_test_step_reject(mi_builtin_scale(), PARAMS_AT,
+                        "{\"mul\": 2, \"mull\": 3}", MI_EINVAL,
+                        "pre[0].params.mull: unknown key");
 }
 
 /* ---- magnitude ---- */
@@ -727,10 +565,10 @@ test_magnitude_appends_norm(void **unused)
     mi_tensor_list out;
 
     (void)unused;
-    step_open(&s, mi_builtin_magnitude(), "{}");
+    mi_test_step_open(&s, mi_builtin_magnitude(), PARAMS_AT, "{}");
     TENSOR(&t, "acc", MI_DTYPE_FP64, v, 2, 3);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     assert_string_equal(out.tensors[0].name, "acc");
     ASSERT_SHAPE(&out.tensors[0], 2, 4);
     ASSERT_U64_EQ(out.tensors[0].byte_size, 8 * sizeof(double));
@@ -740,24 +578,28 @@ test_magnitude_appends_norm(void **unused)
     ASSERT_F64_EQ(f64_at(&out.tensors[0], 3), 5.0);
     ASSERT_F64_EQ(f64_at(&out.tensors[0], 4), 1.0);
     ASSERT_F64_EQ(f64_at(&out.tensors[0], 7), 3.0);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_magnitude(), "{\"columns\": [0, 2]}");
+    mi_test_step_open(&s, mi_builtin_magnitude(), PARAMS_AT,
+                      "{\"columns\": [0, 2]}");
     TENSOR(&t, "acc", MI_DTYPE_FP32, f, 2, 2);
     list1(&in, &t);
     /* [2,2]: rows (3, 100) and (-4, 7); column 2 does not exist. */
-    step_apply_reject(&s, &in,
-                      "magnitude: tensor 'acc': last dimension is 2 but "
-                      "columns include 2");
-    step_close(&s);
+    mi_test_step_apply_reject(
+        &s, &in,
+        "magnitude: tensor 'acc': last dimension is 2 but "
+        "columns include 2");
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_magnitude(), "{\"columns\": [1, 0]}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_magnitude(), PARAMS_AT,
+                      "{\"columns\": [1, 0]}");
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 2, 3);
-    ASSERT_F64_EQ(f32_at(&out.tensors[0], 2), sqrtf(100.0f * 100.0f + 9.0f));
-    ASSERT_F64_EQ(f32_at(&out.tensors[0], 3), -4.0f);
-    ASSERT_F64_EQ(f32_at(&out.tensors[0], 5), sqrtf(49.0f + 16.0f));
-    step_close(&s);
+    ASSERT_F64_EQ(mi_test_f32_at(&out.tensors[0], 2),
+                  sqrtf(100.0f * 100.0f + 9.0f));
+    ASSERT_F64_EQ(mi_test_f32_at(&out.tensors[0], 3), -4.0f);
+    ASSERT_F64_EQ(mi_test_f32_at(&out.tensors[0], 5), sqrtf(49.0f + 16.0f));
+    mi_test_step_close(&s);
 }
 
 static void
@@ -768,35 +610,41 @@ test_magnitude_infer_format(void **unused)
     mi_format fout;
 
     (void)unused;
-    step_open(&s, mi_builtin_magnitude(), "{\"columns\": [0, 1, 2]}");
+    mi_test_step_open(&s, mi_builtin_magnitude(), PARAMS_AT,
+                      "{\"columns\": [0, 1, 2]}");
     SPEC1(&fin, "acc", MI_DTYPE_FP64, -1, 9, 3);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_SHAPE(&fout.tensors[0], -1, 9, 4);
     ASSERT_I64_EQ(fout.tensors[0].dtype, MI_DTYPE_FP64);
     SPEC1(&fin, "acc", MI_DTYPE_FP32, 9, -1);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_SHAPE(&fout.tensors[0], 9, -1);
     SPEC1(&fin, "acc", MI_DTYPE_FP32, 9, 2);
-    step_infer_reject(&s, &fin,
-                      "magnitude: tensor 'acc': last dimension is 2 but "
-                      "columns include 2");
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "magnitude: tensor 'acc': last dimension is 2 but "
+        "columns include 2");
     SPEC1(&fin, "acc", MI_DTYPE_INT16, 9, 3);
-    step_infer_reject(&s, &fin,
-                      "magnitude: tensor 'acc' is int16; magnitude needs "
-                      "fp32 or fp64 (add a cast step before it)");
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "magnitude: tensor 'acc' is int16; magnitude needs "
+        "fp32 or fp64 (add a cast step before it)");
     spec1_any_rank(&fin, "acc", MI_DTYPE_FP32);
-    step_infer_reject(&s, &fin,
-                      "magnitude: tensor 'acc' has an unknown rank; "
-                      "magnitude needs a last axis");
-    step_close(&s);
+    mi_test_step_infer_reject(&s, &fin,
+                              "magnitude: tensor 'acc' has an unknown rank; "
+                              "magnitude needs a last axis");
+    mi_test_step_close(&s);
 
-    step_reject(mi_builtin_magnitude(), "{\"columns\": [0, -1]}", MI_EINVAL,
-                "pre[0].params.columns: element 1 is -1; columns count "
-                "from 0");
-    step_reject(mi_builtin_magnitude(), "{\"columns\": [1, 1]}", MI_EINVAL,
-                "pre[0].params.columns: column 1 appears twice");
-    step_reject(mi_builtin_magnitude(), "{\"columns\": []}", MI_EINVAL,
-                "pre[0].params.columns: expected 1 to 4096 elements, got 0");
+    mi_test_step_reject(mi_builtin_magnitude(), PARAMS_AT,
+                        "{\"columns\": [0, -1]}", MI_EINVAL,
+                        "pre[0].params.columns: element 1 is -1; columns count "
+                        "from 0");
+    mi_test_step_reject(mi_builtin_magnitude(), PARAMS_AT,
+                        "{\"columns\": [1, 1]}", MI_EINVAL,
+                        "pre[0].params.columns: column 1 appears twice");
+    mi_test_step_reject(
+        mi_builtin_magnitude(), PARAMS_AT, "{\"columns\": []}", MI_EINVAL,
+        "pre[0].params.columns: expected 1 to 4096 elements, got 0");
 }
 
 /* ---- normalize ---- */
@@ -812,11 +660,11 @@ test_normalize_values(void **unused)
     mi_tensor_list out;
 
     (void)unused;
-    step_open(&s, mi_builtin_normalize(),
-              "{\"mean\": [1, 2], \"std\": [2, 0.1]}");
+    mi_test_step_open(&s, mi_builtin_normalize(), PARAMS_AT,
+                      "{\"mean\": [1, 2], \"std\": [2, 0.1]}");
     TENSOR(&t, "x", MI_DTYPE_FP64, v, 2, 2);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_F64_EQ(f64_at(&out.tensors[0], 0), 1.0);
     ASSERT_F64_EQ(f64_at(&out.tensors[0], 1), (10.0 - 2.0) / 0.1);
     ASSERT_F64_EQ(f64_at(&out.tensors[0], 2), -1.0);
@@ -824,11 +672,11 @@ test_normalize_values(void **unused)
 
     TENSOR(&t, "x", MI_DTYPE_FP32, f, 2, 2);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_I64_EQ(out.tensors[0].dtype, MI_DTYPE_FP32);
-    ASSERT_F64_EQ(f32_at(&out.tensors[0], 1), (10.0f - 2.0f) / 0.1f);
-    ASSERT_F64_EQ(f32_at(&out.tensors[0], 3), (0.0f - 2.0f) / 0.1f);
-    step_close(&s);
+    ASSERT_F64_EQ(mi_test_f32_at(&out.tensors[0], 1), (10.0f - 2.0f) / 0.1f);
+    ASSERT_F64_EQ(mi_test_f32_at(&out.tensors[0], 3), (0.0f - 2.0f) / 0.1f);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -842,47 +690,51 @@ test_normalize_checks(void **unused)
     mi_tensor_list in;
 
     (void)unused;
-    step_open(&s, mi_builtin_normalize(),
-              "{\"mean\": [0, 0, 0, 0], \"std\": [1, 1, 1, 1]}");
+    mi_test_step_open(&s, mi_builtin_normalize(), PARAMS_AT,
+                      "{\"mean\": [0, 0, 0, 0], \"std\": [1, 1, 1, 1]}");
     SPEC1(&fin, "array", MI_DTYPE_FP64, 9, 3);
-    step_infer_reject(&s, &fin,
-                      "normalize: tensor 'array': last dimension is 3 but "
-                      "mean has 4 values");
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "normalize: tensor 'array': last dimension is 3 but "
+        "mean has 4 values");
     SPEC1(&fin, "array", MI_DTYPE_FP64, -1, 4);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_SHAPE(&fout.tensors[0], -1, 4);
     spec1_any_rank(&fin, "array", MI_DTYPE_FP64);
-    step_infer_reject(&s, &fin,
-                      "normalize: tensor 'array' has an unknown rank; "
-                      "normalize needs a last axis of 4");
+    mi_test_step_infer_reject(&s, &fin,
+                              "normalize: tensor 'array' has an unknown rank; "
+                              "normalize needs a last axis of 4");
     SPEC1(&fin, "array", MI_DTYPE_UINT8, 9, 4);
-    step_infer_reject(&s, &fin,
-                      "normalize: tensor 'array' is uint8; normalize needs "
-                      "fp32 or fp64 (add a cast step before it)");
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "normalize: tensor 'array' is uint8; normalize needs "
+        "fp32 or fp64 (add a cast step before it)");
     SPEC1(&fin, "array", MI_DTYPE_FP64, 9, -1);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     TENSOR(&t, "array", MI_DTYPE_FP64, v, 2, 3);
     list1(&in, &t);
-    step_apply_reject(&s, &in,
-                      "normalize: tensor 'array': last dimension is 3 but "
-                      "mean has 4 values");
-    step_close(&s);
+    mi_test_step_apply_reject(
+        &s, &in,
+        "normalize: tensor 'array': last dimension is 3 but "
+        "mean has 4 values");
+    mi_test_step_close(&s);
 
-    step_reject(mi_builtin_normalize(), "{\"std\": [1]}", MI_ENOTFOUND,
-                "pre[0].params.mean: required key is missing");
-    step_reject(mi_builtin_normalize(),
-                "{\"mean\": [1, 2, 3], \"std\": [1, 2]}", MI_EINVAL,
-                "pre[0].params.std: has 2 values but mean has 3");
-    step_reject(mi_builtin_normalize(),
-                "{\"mean\": [1, 2, 3], \"std\": [1, 0, 2]}", MI_EINVAL,
-                "pre[0].params.std: element 1 is 0; every std must be "
-                "greater than 0");
-    step_reject(mi_builtin_normalize(), "{\"mean\": [], \"std\": []}",
-                MI_EINVAL,
-                "pre[0].params.mean: expected 1 to 4096 elements, got 0");
-    step_reject(mi_builtin_normalize(),
-                "{\"mean\": [1], \"std\": [1], \"sdt\": [1]}", MI_EINVAL,
-                "pre[0].params.sdt: unknown key");
+    mi_test_step_reject(mi_builtin_normalize(), PARAMS_AT, "{\"std\": [1]}",
+                        MI_ENOTFOUND,
+                        "pre[0].params.mean: required key is missing");
+    mi_test_step_reject(mi_builtin_normalize(), PARAMS_AT,
+                        "{\"mean\": [1, 2, 3], \"std\": [1, 2]}", MI_EINVAL,
+                        "pre[0].params.std: has 2 values but mean has 3");
+    mi_test_step_reject(mi_builtin_normalize(), PARAMS_AT,
+                        "{\"mean\": [1, 2, 3], \"std\": [1, 0, 2]}", MI_EINVAL,
+                        "pre[0].params.std: element 1 is 0; every std must be "
+                        "greater than 0");
+    mi_test_step_reject(
+        mi_builtin_normalize(), PARAMS_AT, "{\"mean\": [], \"std\": []}",
+        MI_EINVAL, "pre[0].params.mean: expected 1 to 4096 elements, got 0");
+    mi_test_step_reject(mi_builtin_normalize(), PARAMS_AT,
+                        "{\"mean\": [1], \"std\": [1], \"sdt\": [1]}",
+                        MI_EINVAL, "pre[0].params.sdt: unknown key");
 }
 
 /* ---- reshape, expand_dims, squeeze ---- */
@@ -899,63 +751,71 @@ test_reshape(void **unused)
     mi_format      fout;
 
     (void)unused;
-    step_open(&s, mi_builtin_reshape(), "{\"shape\": [1, -1, 4]}");
+    mi_test_step_open(&s, mi_builtin_reshape(), PARAMS_AT,
+                      "{\"shape\": [1, -1, 4]}");
     SPEC1(&fin, "x", MI_DTYPE_FP32, 9, 4);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_SHAPE(&fout.tensors[0], 1, 9, 4);
     ASSERT_I64_EQ(fout.tensors[0].dtype, MI_DTYPE_FP32);
     SPEC1(&fin, "x", MI_DTYPE_FP32, -1, 4);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_SHAPE(&fout.tensors[0], 1, -1, 4);
     SPEC1(&fin, "x", MI_DTYPE_FP32, 5, 7);
-    step_infer_reject(&s, &fin,
-                      "reshape: tensor 'x': shape [5,7] has 35 elements, "
-                      "which do not fit shape [1,-1,4]");
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "reshape: tensor 'x': shape [5,7] has 35 elements, "
+        "which do not fit shape [1,-1,4]");
 
     TENSOR(&t, "x", MI_DTYPE_FP32, v, 9, 4);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 1, 9, 4);
     assert_ptr_equal(out.tensors[0].data, v);
     ASSERT_U64_EQ(out.tensors[0].byte_size, sizeof(v));
     TENSOR(&t, "x", MI_DTYPE_FP32, v, 35, 1);
     t.byte_size = 35 * sizeof(float);
     list1(&in, &t);
-    step_apply_reject(&s, &in,
-                      "reshape: tensor 'x': shape [35,1] has 35 elements, "
-                      "which do not fit shape [1,-1,4]");
-    step_close(&s);
+    mi_test_step_apply_reject(
+        &s, &in,
+        "reshape: tensor 'x': shape [35,1] has 35 elements, "
+        "which do not fit shape [1,-1,4]");
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_reshape(), "{\"shape\": [3, 5]}");
+    mi_test_step_open(&s, mi_builtin_reshape(), PARAMS_AT,
+                      "{\"shape\": [3, 5]}");
     SPEC1(&fin, "x", MI_DTYPE_INT8, -1, 4);
-    step_infer_reject(&s, &fin,
-                      "reshape: tensor 'x': shape [-1,4] cannot have the 15 "
-                      "elements of shape [3,5]");
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "reshape: tensor 'x': shape [-1,4] cannot have the 15 "
+        "elements of shape [3,5]");
     SPEC1(&fin, "x", MI_DTYPE_INT8, -1, 5);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_SHAPE(&fout.tensors[0], 3, 5);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_reshape(), "{\"shape\": []}");
+    mi_test_step_open(&s, mi_builtin_reshape(), PARAMS_AT, "{\"shape\": []}");
     TENSOR(&t, "one", MI_DTYPE_FP32, v, 1, 1);
     t.byte_size = sizeof(float);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_I64_EQ(out.tensors[0].rank, 0);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_reject(mi_builtin_reshape(), "{\"shape\": [-1, 2, -1]}", MI_EINVAL,
-                "pre[0].params.shape: more than one -1; only one dimension "
-                "can be inferred");
-    step_reject(mi_builtin_reshape(), "{\"shape\": [2, -2]}", MI_EINVAL,
-                "pre[0].params.shape: element 1 is -2; a dimension is >= 0, "
-                "or -1 to infer it");
-    step_reject(mi_builtin_reshape(), "{\"shape\": [0, -1]}", MI_EINVAL,
-                "pre[0].params.shape: -1 cannot be inferred next to a "
-                "dimension of 0");
-    step_reject(mi_builtin_reshape(), "{\"shape\": [1,1,1,1,1,1,1,1,1]}",
-                MI_EINVAL,
-                "pre[0].params.shape: expected 0 to 8 elements, got 9");
+    mi_test_step_reject(
+        mi_builtin_reshape(), PARAMS_AT, "{\"shape\": [-1, 2, -1]}", MI_EINVAL,
+        "pre[0].params.shape: more than one -1; only one dimension "
+        "can be inferred");
+    mi_test_step_reject(
+        mi_builtin_reshape(), PARAMS_AT, "{\"shape\": [2, -2]}", MI_EINVAL,
+        "pre[0].params.shape: element 1 is -2; a dimension is >= 0, "
+        "or -1 to infer it");
+    mi_test_step_reject(mi_builtin_reshape(), PARAMS_AT, "{\"shape\": [0, -1]}",
+                        MI_EINVAL,
+                        "pre[0].params.shape: -1 cannot be inferred next to a "
+                        "dimension of 0");
+    mi_test_step_reject(mi_builtin_reshape(), PARAMS_AT,
+                        "{\"shape\": [1,1,1,1,1,1,1,1,1]}", MI_EINVAL,
+                        "pre[0].params.shape: expected 0 to 8 elements, got 9");
 }
 
 static void
@@ -970,37 +830,40 @@ test_expand_dims(void **unused)
     mi_format      fout;
 
     (void)unused;
-    step_open(&s, mi_builtin_expand_dims(), "{\"axis\": 0}");
+    mi_test_step_open(&s, mi_builtin_expand_dims(), PARAMS_AT, "{\"axis\": 0}");
     SPEC1(&fin, "x", MI_DTYPE_FP64, 9, -1);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_SHAPE(&fout.tensors[0], 1, 9, -1);
     TENSOR(&t, "x", MI_DTYPE_FP64, v, 2, 3);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 1, 2, 3);
     assert_ptr_equal(out.tensors[0].data, v);
     spec1_any_rank(&fin, "x", MI_DTYPE_FP64);
-    step_infer_reject(&s, &fin,
-                      "expand_dims: tensor 'x' has an unknown rank; "
-                      "expand_dims needs a known rank");
-    step_close(&s);
+    mi_test_step_infer_reject(&s, &fin,
+                              "expand_dims: tensor 'x' has an unknown rank; "
+                              "expand_dims needs a known rank");
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_expand_dims(), "{\"axis\": -1}");
-    step_apply(&s, &in, &out);
+    mi_test_step_open(&s, mi_builtin_expand_dims(), PARAMS_AT,
+                      "{\"axis\": -1}");
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 2, 3, 1);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_expand_dims(), "{\"axis\": -4}");
+    mi_test_step_open(&s, mi_builtin_expand_dims(), PARAMS_AT,
+                      "{\"axis\": -4}");
     SPEC1(&fin, "x", MI_DTYPE_FP64, 2, 3);
-    step_infer_reject(&s, &fin,
-                      "expand_dims: tensor 'x': axis -4 is out of range for "
-                      "rank 2 (valid: -3 to 2)");
-    step_close(&s);
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "expand_dims: tensor 'x': axis -4 is out of range for "
+        "rank 2 (valid: -3 to 2)");
+    mi_test_step_close(&s);
 
-    step_reject(mi_builtin_expand_dims(), "{\"axis\": 8}", MI_EINVAL,
-                "pre[0].params.axis: 8 is not in [-8, 7]");
-    step_reject(mi_builtin_expand_dims(), "{\"axis\": 1.5}", MI_EINVAL,
-                "pre[0].params.axis: expected an integer");
+    mi_test_step_reject(mi_builtin_expand_dims(), PARAMS_AT, "{\"axis\": 8}",
+                        MI_EINVAL, "pre[0].params.axis: 8 is not in [-8, 7]");
+    mi_test_step_reject(mi_builtin_expand_dims(), PARAMS_AT, "{\"axis\": 1.5}",
+                        MI_EINVAL, "pre[0].params.axis: expected an integer");
 }
 
 static void
@@ -1015,57 +878,63 @@ test_squeeze(void **unused)
     mi_format      fout;
 
     (void)unused;
-    step_open(&s, mi_builtin_squeeze(), "{}");
+    mi_test_step_open(&s, mi_builtin_squeeze(), PARAMS_AT, "{}");
     SPEC1(&fin, "x", MI_DTYPE_FP64, 1, 6, 1);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_SHAPE(&fout.tensors[0], 6);
     SPEC1(&fin, "x", MI_DTYPE_FP64, -1, 6);
-    step_infer_reject(&s, &fin,
-                      "squeeze: tensor 'x': dimension 0 of shape [-1,6] is "
-                      "unknown; list the 'axes' to squeeze");
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "squeeze: tensor 'x': dimension 0 of shape [-1,6] is "
+        "unknown; list the 'axes' to squeeze");
     TENSOR(&t, "x", MI_DTYPE_FP64, v, 1, 6, 1);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 6);
     assert_ptr_equal(out.tensors[0].data, v);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_squeeze(), "{\"axes\": [0, -1]}");
+    mi_test_step_open(&s, mi_builtin_squeeze(), PARAMS_AT,
+                      "{\"axes\": [0, -1]}");
     SPEC1(&fin, "x", MI_DTYPE_FP64, -1, 6, 1);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_SHAPE(&fout.tensors[0], 6);
     SPEC1(&fin, "x", MI_DTYPE_FP64, 1, 9, 4);
-    step_infer_reject(&s, &fin,
-                      "squeeze: tensor 'x': dimension 2 of shape [1,9,4] is "
-                      "4, not 1");
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "squeeze: tensor 'x': dimension 2 of shape [1,9,4] is "
+        "4, not 1");
     TENSOR(&t, "x", MI_DTYPE_FP64, v, 2, 3, 1);
     list1(&in, &t);
-    step_apply_reject(&s, &in,
-                      "squeeze: tensor 'x': dimension 0 of shape [2,3,1] is "
-                      "2, not 1");
+    mi_test_step_apply_reject(
+        &s, &in,
+        "squeeze: tensor 'x': dimension 0 of shape [2,3,1] is "
+        "2, not 1");
     SPEC1(&fin, "x", MI_DTYPE_FP64, 1);
-    step_infer_reject(&s, &fin,
-                      "squeeze: tensor 'x': axes name dimension 0 twice");
+    mi_test_step_infer_reject(
+        &s, &fin, "squeeze: tensor 'x': axes name dimension 0 twice");
     SPEC1(&fin, "x", MI_DTYPE_FP64, 1, 1, 1);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_SHAPE(&fout.tensors[0], 1);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_squeeze(), "{\"axes\": [3]}");
+    mi_test_step_open(&s, mi_builtin_squeeze(), PARAMS_AT, "{\"axes\": [3]}");
     SPEC1(&fin, "x", MI_DTYPE_FP64, 1, 6);
-    step_infer_reject(&s, &fin,
-                      "squeeze: tensor 'x': axis 3 is out of range for "
-                      "rank 2");
+    mi_test_step_infer_reject(&s, &fin,
+                              "squeeze: tensor 'x': axis 3 is out of range for "
+                              "rank 2");
     spec1_any_rank(&fin, "x", MI_DTYPE_FP64);
-    step_infer_reject(&s, &fin,
-                      "squeeze: tensor 'x' has an unknown rank; squeeze "
-                      "needs a known rank");
-    step_close(&s);
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "squeeze: tensor 'x' has an unknown rank; squeeze "
+        "needs a known rank");
+    mi_test_step_close(&s);
 
-    step_reject(mi_builtin_squeeze(), "{\"axes\": [1, 1]}", MI_EINVAL,
-                "pre[0].params.axes: axis 1 appears twice");
-    step_reject(mi_builtin_squeeze(), "{\"axes\": [-9]}", MI_EINVAL,
-                "pre[0].params.axes: element 0 is -9, not in [-8, 7]");
+    mi_test_step_reject(mi_builtin_squeeze(), PARAMS_AT, "{\"axes\": [1, 1]}",
+                        MI_EINVAL, "pre[0].params.axes: axis 1 appears twice");
+    mi_test_step_reject(mi_builtin_squeeze(), PARAMS_AT, "{\"axes\": [-9]}",
+                        MI_EINVAL,
+                        "pre[0].params.axes: element 0 is -9, not in [-8, 7]");
 }
 
 /* ---- transpose ---- */
@@ -1081,14 +950,15 @@ test_transpose_2d(void **unused)
     mi_tensor_list out;
 
     (void)unused;
-    step_open(&s, mi_builtin_transpose(), "{\"perm\": [1, 0]}");
+    mi_test_step_open(&s, mi_builtin_transpose(), PARAMS_AT,
+                      "{\"perm\": [1, 0]}");
     TENSOR(&t, "m", MI_DTYPE_INT32, v, 2, 3);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 3, 2);
     assert_true(out.tensors[0].data != (void *)v);
     assert_memory_equal(out.tensors[0].data, want, sizeof(want));
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -1109,13 +979,14 @@ test_transpose_nd(void **unused)
         b[i] = (uint8_t)i;
     }
     /* out[k][i][j] = in[i][j][k] */
-    step_open(&s, mi_builtin_transpose(), "{\"perm\": [2, 0, 1]}");
+    mi_test_step_open(&s, mi_builtin_transpose(), PARAMS_AT,
+                      "{\"perm\": [2, 0, 1]}");
     SPEC1(&fin, "x", MI_DTYPE_INT16, -1, 3, 4);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_SHAPE(&fout.tensors[0], 4, -1, 3);
     TENSOR(&t, "x", MI_DTYPE_INT16, v, 2, 3, 4);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_SHAPE(&out.tensors[0], 4, 2, 3);
     for (size_t i = 0; i < 2; i++) {
         for (size_t j = 0; j < 3; j++) {
@@ -1131,28 +1002,30 @@ test_transpose_nd(void **unused)
     }
     TENSOR(&t, "b", MI_DTYPE_UINT8, b, 2, 3, 4);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     /* out[0][0][1] is in[0][1][0]; out[0][1][0] is in[1][0][0]. */
     ASSERT_I64_EQ(((uint8_t *)out.tensors[0].data)[1], 4);
     ASSERT_I64_EQ(((uint8_t *)out.tensors[0].data)[3], 12);
 
     SPEC1(&fin, "x", MI_DTYPE_INT16, 3, 4);
-    step_infer_reject(&s, &fin,
-                      "transpose: tensor 'x' has rank 2 but perm has 3 axes");
+    mi_test_step_infer_reject(
+        &s, &fin, "transpose: tensor 'x' has rank 2 but perm has 3 axes");
     SPEC1(&fin, "s", MI_DTYPE_BYTES, 1, 2, 3);
-    step_infer_reject(&s, &fin,
-                      "transpose: tensor 's' is bytes; transpose needs "
-                      "elements of a fixed size");
-    step_close(&s);
+    mi_test_step_infer_reject(&s, &fin,
+                              "transpose: tensor 's' is bytes; transpose needs "
+                              "elements of a fixed size");
+    mi_test_step_close(&s);
 
-    step_reject(mi_builtin_transpose(), "{\"perm\": [0, 0]}", MI_EINVAL,
-                "pre[0].params.perm: element 1 is 0; perm must list each "
-                "axis from 0 to 1 once");
-    step_reject(mi_builtin_transpose(), "{\"perm\": [0, 2]}", MI_EINVAL,
-                "pre[0].params.perm: element 1 is 2; perm must list each "
-                "axis from 0 to 1 once");
-    step_reject(mi_builtin_transpose(), "{}", MI_ENOTFOUND,
-                "pre[0].params.perm: required key is missing");
+    mi_test_step_reject(
+        mi_builtin_transpose(), PARAMS_AT, "{\"perm\": [0, 0]}", MI_EINVAL,
+        "pre[0].params.perm: element 1 is 0; perm must list each "
+        "axis from 0 to 1 once");
+    mi_test_step_reject(
+        mi_builtin_transpose(), PARAMS_AT, "{\"perm\": [0, 2]}", MI_EINVAL,
+        "pre[0].params.perm: element 1 is 2; perm must list each "
+        "axis from 0 to 1 once");
+    mi_test_step_reject(mi_builtin_transpose(), PARAMS_AT, "{}", MI_ENOTFOUND,
+                        "pre[0].params.perm: required key is missing");
 }
 
 /* ---- rename and select ---- */
@@ -1163,8 +1036,8 @@ format_of_names(mi_format *fmt, const char *const *names, uint32_t n)
     memset(fmt, 0, sizeof(*fmt));
     fmt->n_tensors = n;
     for (uint32_t i = 0; i < n; i++) {
-        spec_set(&fmt->tensors[i], names[i], MI_DTYPE_FP32, 1,
-                 (const int64_t[]){(int64_t)i + 1});
+        mi_test_spec_set(&fmt->tensors[i], names[i], MI_DTYPE_FP32, 1,
+                         (const int64_t[]){(int64_t)i + 1});
     }
 }
 
@@ -1182,8 +1055,9 @@ test_rename(void **unused)
 
     (void)unused;
     format_of_names(&fin, ab, 2);
-    step_open(&s, mi_builtin_rename(), "{\"map\": {\"a\": \"x\"}}");
-    step_infer(&s, &fin, &fout);
+    mi_test_step_open(&s, mi_builtin_rename(), PARAMS_AT,
+                      "{\"map\": {\"a\": \"x\"}}");
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_U64_EQ(fout.n_tensors, 2);
     assert_string_equal(fout.tensors[0].name, "x");
     ASSERT_SHAPE(&fout.tensors[0], 1);
@@ -1193,40 +1067,47 @@ test_rename(void **unused)
     in.n_tensors = 2;
     TENSOR(&in.tensors[0], "a", MI_DTYPE_FP32, va, 1);
     TENSOR(&in.tensors[1], "b", MI_DTYPE_FP32, vb, 2);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_U64_EQ(out.n_tensors, 2);
     assert_string_equal(out.tensors[0].name, "x");
     assert_ptr_equal(out.tensors[0].data, va);
     assert_string_equal(out.tensors[1].name, "b");
     assert_ptr_equal(out.tensors[1].data, vb);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_rename(),
-              "{\"map\": {\"a\": \"b\", \"b\": \"a\"}}");
-    step_infer(&s, &fin, &fout);
+    mi_test_step_open(&s, mi_builtin_rename(), PARAMS_AT,
+                      "{\"map\": {\"a\": \"b\", \"b\": \"a\"}}");
+    mi_test_step_infer(&s, &fin, &fout);
     assert_string_equal(fout.tensors[0].name, "b");
     assert_string_equal(fout.tensors[1].name, "a");
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_rename(), "{\"map\": {\"foo\": \"x\"}}");
-    step_infer_reject(&s, &fin, "rename: no tensor 'foo' (have: 'a', 'b')");
-    step_close(&s);
+    mi_test_step_open(&s, mi_builtin_rename(), PARAMS_AT,
+                      "{\"map\": {\"foo\": \"x\"}}");
+    mi_test_step_infer_reject(&s, &fin,
+                              "rename: no tensor 'foo' (have: 'a', 'b')");
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_rename(), "{\"map\": {\"a\": \"b\"}}");
-    step_infer_reject(&s, &fin,
-                      "rename: renaming 'a' to 'b' clashes with tensor 'b', "
-                      "which keeps that name");
-    step_close(&s);
+    mi_test_step_open(&s, mi_builtin_rename(), PARAMS_AT,
+                      "{\"map\": {\"a\": \"b\"}}");
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "rename: renaming 'a' to 'b' clashes with tensor 'b', "
+        "which keeps that name");
+    mi_test_step_close(&s);
 
-    step_reject(mi_builtin_rename(), "{\"map\": {}}", MI_EINVAL,
-                "pre[0].params.map: expected at least one \"old\": \"new\" "
-                "entry");
-    step_reject(mi_builtin_rename(), "{\"map\": {\"a\": \"x\", \"b\": \"x\"}}",
-                MI_EINVAL, "pre[0].params.map: 'a' and 'b' both become 'x'");
-    step_reject(mi_builtin_rename(), "{\"map\": {\"a\": 1}}", MI_EINVAL,
-                "pre[0].params.map: 'a': expected a string");
-    step_reject(mi_builtin_rename(), "{\"map\": {\"a\": \"\"}}", MI_EINVAL,
-                "pre[0].params.map: tensor names cannot be empty");
+    mi_test_step_reject(
+        mi_builtin_rename(), PARAMS_AT, "{\"map\": {}}", MI_EINVAL,
+        "pre[0].params.map: expected at least one \"old\": \"new\" "
+        "entry");
+    mi_test_step_reject(mi_builtin_rename(), PARAMS_AT,
+                        "{\"map\": {\"a\": \"x\", \"b\": \"x\"}}", MI_EINVAL,
+                        "pre[0].params.map: 'a' and 'b' both become 'x'");
+    mi_test_step_reject(mi_builtin_rename(), PARAMS_AT, "{\"map\": {\"a\": 1}}",
+                        MI_EINVAL, "pre[0].params.map: 'a': expected a string");
+    mi_test_step_reject(mi_builtin_rename(), PARAMS_AT,
+                        "{\"map\": {\"a\": \"\"}}", MI_EINVAL,
+                        "pre[0].params.map: tensor names cannot be empty");
 }
 
 static void
@@ -1243,35 +1124,41 @@ test_select(void **unused)
 
     (void)unused;
     format_of_names(&fin, abc, 3);
-    step_open(&s, mi_builtin_select(), "{\"names\": [\"c\", \"a\"]}");
-    step_infer(&s, &fin, &fout);
+    mi_test_step_open(&s, mi_builtin_select(), PARAMS_AT,
+                      "{\"names\": [\"c\", \"a\"]}");
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_U64_EQ(fout.n_tensors, 2);
     assert_string_equal(fout.tensors[0].name, "c");
     ASSERT_SHAPE(&fout.tensors[0], 3);
     assert_string_equal(fout.tensors[1].name, "a");
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_select(), "{\"names\": [\"b\"]}");
+    mi_test_step_open(&s, mi_builtin_select(), PARAMS_AT,
+                      "{\"names\": [\"b\"]}");
     memset(&in, 0, sizeof(in));
     in.n_tensors = 2;
     TENSOR(&in.tensors[0], "a", MI_DTYPE_FP32, va, 1);
     TENSOR(&in.tensors[1], "b", MI_DTYPE_FP32, vb, 2);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_U64_EQ(out.n_tensors, 1);
     assert_string_equal(out.tensors[0].name, "b");
     assert_ptr_equal(out.tensors[0].data, vb);
-    step_close(&s);
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_select(), "{\"names\": [\"a\", \"z\"]}");
-    step_infer_reject(&s, &fin,
-                      "select: no tensor 'z' (have: 'a', 'b', 'c')");
-    step_apply_reject(&s, &in, "select: no tensor 'z' (have: 'a', 'b')");
-    step_close(&s);
+    mi_test_step_open(&s, mi_builtin_select(), PARAMS_AT,
+                      "{\"names\": [\"a\", \"z\"]}");
+    mi_test_step_infer_reject(&s, &fin,
+                              "select: no tensor 'z' (have: 'a', 'b', 'c')");
+    mi_test_step_apply_reject(&s, &in,
+                              "select: no tensor 'z' (have: 'a', 'b')");
+    mi_test_step_close(&s);
 
-    step_reject(mi_builtin_select(), "{\"names\": [\"a\", \"a\"]}", MI_EINVAL,
-                "pre[0].params.names: 'a' appears twice");
-    step_reject(mi_builtin_select(), "{\"names\": []}", MI_EINVAL,
-                "pre[0].params.names: expected 1 to 16 elements, got 0");
+    mi_test_step_reject(mi_builtin_select(), PARAMS_AT,
+                        "{\"names\": [\"a\", \"a\"]}", MI_EINVAL,
+                        "pre[0].params.names: 'a' appears twice");
+    mi_test_step_reject(
+        mi_builtin_select(), PARAMS_AT, "{\"names\": []}", MI_EINVAL,
+        "pre[0].params.names: expected 1 to 16 elements, got 0");
 }
 
 /* ---- threshold ---- */
@@ -1289,9 +1176,10 @@ test_threshold_bool(void **unused)
     mi_format      fout;
 
     (void)unused;
-    step_open(&s, mi_builtin_threshold(), "{\"output\": \"is_fall\"}");
+    mi_test_step_open(&s, mi_builtin_threshold(), PARAMS_AT,
+                      "{\"output\": \"is_fall\"}");
     SPEC1(&fin, "p", MI_DTYPE_FP32, -1, 1);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_U64_EQ(fout.n_tensors, 2);
     assert_string_equal(fout.tensors[0].name, "p");
     ASSERT_I64_EQ(fout.tensors[0].dtype, MI_DTYPE_FP32);
@@ -1301,7 +1189,7 @@ test_threshold_bool(void **unused)
 
     TENSOR(&t, "p", MI_DTYPE_FP32, p, 3, 1);
     list1(&in, &t);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_U64_EQ(out.n_tensors, 2);
     assert_string_equal(out.tensors[0].name, "p");
     assert_ptr_equal(out.tensors[0].data, p);
@@ -1309,7 +1197,7 @@ test_threshold_bool(void **unused)
     ASSERT_I64_EQ(out.tensors[1].dtype, MI_DTYPE_BOOL);
     ASSERT_SHAPE(&out.tensors[1], 3, 1);
     assert_memory_equal(out.tensors[1].data, want, sizeof(want));
-    step_close(&s);
+    mi_test_step_close(&s);
 }
 
 static void
@@ -1326,14 +1214,15 @@ test_threshold_labels(void **unused)
     mi_format      fout;
 
     (void)unused;
-    step_open(&s, mi_builtin_threshold(),
-              "{\"threshold\": 1, \"output\": \"label\", \"input\": \"v\", "
-              "\"labels\": [\"no\", \"fall\"]}");
+    mi_test_step_open(
+        &s, mi_builtin_threshold(), PARAMS_AT,
+        "{\"threshold\": 1, \"output\": \"label\", \"input\": \"v\", "
+        "\"labels\": [\"no\", \"fall\"]}");
     memset(&in, 0, sizeof(in));
     in.n_tensors = 2;
     TENSOR(&in.tensors[0], "other", MI_DTYPE_FP32, other, 1);
     TENSOR(&in.tensors[1], "v", MI_DTYPE_INT32, v, 3);
-    step_apply(&s, &in, &out);
+    mi_test_step_apply(&s, &in, &out);
     ASSERT_U64_EQ(out.n_tensors, 3);
     assert_string_equal(out.tensors[0].name, "other");
     assert_string_equal(out.tensors[1].name, "v");
@@ -1344,40 +1233,46 @@ test_threshold_labels(void **unused)
     assert_memory_equal(out.tensors[2].data, want, sizeof(want));
 
     format_of_names(&fin, (const char *const[]){"other", "v"}, 2);
-    step_infer(&s, &fin, &fout);
+    mi_test_step_infer(&s, &fin, &fout);
     ASSERT_U64_EQ(fout.n_tensors, 3);
     ASSERT_I64_EQ(fout.tensors[2].dtype, MI_DTYPE_BYTES);
     format_of_names(&fin, (const char *const[]){"a", "b"}, 2);
-    step_infer_reject(&s, &fin, "threshold: no tensor 'v' (have: 'a', 'b')");
+    mi_test_step_infer_reject(&s, &fin,
+                              "threshold: no tensor 'v' (have: 'a', 'b')");
     format_of_names(&fin, (const char *const[]){"v", "label"}, 2);
-    step_infer_reject(&s, &fin,
-                      "threshold: output 'label' is already the name of a "
-                      "consumed tensor");
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "threshold: output 'label' is already the name of a "
+        "consumed tensor");
     SPEC1(&fin, "v", MI_DTYPE_BYTES, 3);
-    step_infer_reject(&s, &fin,
-                      "threshold: tensor 'v' is bytes; threshold needs a "
-                      "numeric or bool tensor");
-    step_close(&s);
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "threshold: tensor 'v' is bytes; threshold needs a "
+        "numeric or bool tensor");
+    mi_test_step_close(&s);
 
-    step_open(&s, mi_builtin_threshold(), "{\"output\": \"y\"}");
+    mi_test_step_open(&s, mi_builtin_threshold(), PARAMS_AT,
+                      "{\"output\": \"y\"}");
     format_of_names(&fin, (const char *const[]){"a", "b"}, 2);
-    step_infer_reject(&s, &fin,
-                      "threshold: 2 tensors given ('a', 'b') but no 'input' "
-                      "param to choose one");
-    step_close(&s);
+    mi_test_step_infer_reject(
+        &s, &fin,
+        "threshold: 2 tensors given ('a', 'b') but no 'input' "
+        "param to choose one");
+    mi_test_step_close(&s);
 
-    step_reject(mi_builtin_threshold(), "{}", MI_ENOTFOUND,
-                "pre[0].params.output: required key is missing");
-    step_reject(mi_builtin_threshold(),
-                "{\"output\": \"y\", \"labels\": [\"a\"]}", MI_EINVAL,
-                "pre[0].params.labels: expected 2 elements, got 1");
-    step_reject(mi_builtin_threshold(),
-                "{\"output\": \"y\", \"threshold\": \"high\"}", MI_EINVAL,
-                "pre[0].params.threshold: expected a number");
-    step_reject(mi_builtin_threshold(), "{\"output\": \"y\", \"input\": \"y\"}",
-                MI_EINVAL,
-                "pre[0].params.output: 'y' is also the input, which is "
-                "passed on unchanged");
+    mi_test_step_reject(mi_builtin_threshold(), PARAMS_AT, "{}", MI_ENOTFOUND,
+                        "pre[0].params.output: required key is missing");
+    mi_test_step_reject(mi_builtin_threshold(), PARAMS_AT,
+                        "{\"output\": \"y\", \"labels\": [\"a\"]}", MI_EINVAL,
+                        "pre[0].params.labels: expected 2 elements, got 1");
+    mi_test_step_reject(mi_builtin_threshold(), PARAMS_AT,
+                        "{\"output\": \"y\", \"threshold\": \"high\"}",
+                        MI_EINVAL,
+                        "pre[0].params.threshold: expected a number");
+    mi_test_step_reject(mi_builtin_threshold(), PARAMS_AT,
+                        "{\"output\": \"y\", \"input\": \"y\"}", MI_EINVAL,
+                        "pre[0].params.output: 'y' is also the input, which is "
+                        "passed on unchanged");
 }
 
 /* ---- The fall-detection preprocessing chain ---- */
@@ -1445,9 +1340,10 @@ test_fall_detection_chain(void **unused)
     TENSOR(&lists[0].tensors[0], "array", MI_DTYPE_INT32, raw, 9, 3);
 
     for (size_t i = 0; i < N_STEPS; i++) {
-        step_open(&steps[i], chain[i].desc(), chain[i].params);
-        step_infer(&steps[i], &fmt[i], &fmt[i + 1]);
-        step_apply(&steps[i], &lists[i], &lists[i + 1]);
+        mi_test_step_open(&steps[i], chain[i].desc(), PARAMS_AT,
+                          chain[i].params);
+        mi_test_step_infer(&steps[i], &fmt[i], &fmt[i + 1]);
+        mi_test_step_apply(&steps[i], &lists[i], &lists[i + 1]);
     }
     ASSERT_U64_EQ(fmt[N_STEPS].n_tensors, 1);
     assert_string_equal(fmt[N_STEPS].tensors[0].name, "array");
@@ -1462,14 +1358,15 @@ test_fall_detection_chain(void **unused)
     ASSERT_U64_EQ(result->byte_size, sizeof(fall_input_f32));
     for (size_t r = 0; r < 9; r++) {
         for (size_t c = 0; c < 4; c++) {
-            ASSERT_F64_EQ(f32_at(result, r * 4 + c), fall_input_f32[r][c]);
+            ASSERT_F64_EQ(mi_test_f32_at(result, r * 4 + c),
+                          fall_input_f32[r][c]);
         }
     }
     /* Bit for bit, not only equal as numbers. */
     assert_memory_equal(result->data, fall_input_f32, sizeof(fall_input_f32));
 
     for (size_t i = 0; i < N_STEPS; i++) {
-        step_close(&steps[i]);
+        mi_test_step_close(&steps[i]);
     }
 }
 
