@@ -7,6 +7,9 @@
  */
 #include "detection_rows.h"
 
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -265,4 +268,35 @@ mi_detection_rows_emit(const mi_detection_rows *rows, mi_ctx *ctx,
     }
     *out = res;
     return MI_OK;
+}
+
+/* Highest score first, NaN last; equal scores by row, the earlier first. */
+static int
+detection_rows_rank_cmp(const void *pa, const void *pb)
+{
+    const mi_detection_rank *a     = pa;
+    const mi_detection_rank *b     = pb;
+    bool                     a_nan = isnan(a->score);
+    bool                     b_nan = isnan(b->score);
+
+    if (a_nan != b_nan) {
+        return a_nan ? 1 : -1;
+    }
+    if (!a_nan && a->score != b->score) {
+        return a->score > b->score ? -1 : 1;
+    }
+    return a->row < b->row ? -1 : (a->row > b->row ? 1 : 0);
+}
+
+void
+mi_detection_rows_rank(const float *scores, size_t first, size_t n,
+                       mi_detection_rank *out)
+{
+    for (size_t j = 0; j < n; j++) {
+        out[j].score = scores[first + j];
+        out[j].row   = (uint32_t)(first + j);
+    }
+    if (n > 1) {
+        qsort(out, n, sizeof(*out), detection_rows_rank_cmp);
+    }
 }

@@ -62,4 +62,17 @@ mi_status mi_detection_rows_emit(const mi_detection_rows *rows, mi_ctx *ctx,
                                  const uint32_t idx[3], const uint8_t *keep,
                                  mi_tensor_list *out, mi_error *err);
 
+/* One row of an image's detections, for ranking. */
+typedef struct mi_detection_rank {
+    float    score;
+    uint32_t row;
+} mi_detection_rank;
+
+/*
+ * Fills out[0..n) with rows first .. first+n-1 ordered best first: highest
+ * score first, NaN last, equal scores by row (the earlier first).
+ */
+void mi_detection_rows_rank(const float *scores, size_t first, size_t n,
+                            mi_detection_rank *out);
+
 #endif /* MI_PLUGINS_DETECTION_ROWS_H */

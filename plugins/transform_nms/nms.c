@@ -25,7 +25,6 @@
  * through.
  */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "builtin.h"
@@ -93,36 +92,17 @@ nm_infer_format(void *state, const mi_format *in, mi_format *out, mi_error *err)
 /* ---- apply ---- */
 
 /* A row, its score and its axis-aligned box, for ranking. */
-typedef struct nm_item {
-    float    score;
-    uint32_t row;
-    double   x1;
-    double   y1;
-    double   x2;
-    double   y2;
-} nm_item;
-
-/* Highest score first, NaN last; equal scores by row, the earlier first. */
-static int
-nm_item_cmp(const void *pa, const void *pb)
-{
-    const nm_item *a     = pa;
-    const nm_item *b     = pb;
-    bool           a_nan = isnan(a->score);
-    bool           b_nan = isnan(b->score);
-
-    if (a_nan != b_nan) {
-        return a_nan ? 1 : -1;
-    }
-    if (!a_nan && a->score != b->score) {
-        return a->score > b->score ? -1 : 1;
-    }
-    return a->row < b->row ? -1 : (a->row > b->row ? 1 : 0);
-}
+/* An axis-aligned box. */
+typedef struct nm_box {
+    double x1;
+    double y1;
+    double x2;
+    double y2;
+} nm_box;
 
 /* The axis-aligned box of a row of dim 4 (two corners) or 8 (four). */
 static void
-nm_item_box(nm_item *it, const float *row, size_t dim)
+nm_item_box(nm_box *it, const float *row, size_t dim)
 {
     it->x1 = row[0];
     it->y1 = row[1];
@@ -137,7 +117,7 @@ nm_item_box(nm_item *it, const float *row, size_t dim)
 }
 
 static double
-nm_iou(const nm_item *a, const nm_item *b)
+nm_iou(const nm_box *a, const nm_box *b)
 {
     double iw = fmin(a->x2, b->x2) - fmax(a->x1, b->x1);
     double ih = fmin(a->y2, b->y2) - fmax(a->y1, b->y1);
@@ -157,21 +137,17 @@ nm_iou(const nm_item *a, const nm_item *b)
 static void
 nm_select(const nm_state *nm, const float *boxes, size_t dim,
           const float *scores, const int32_t *counts, int64_t n_images,
-          nm_item *items, uint8_t *keep)
+          mi_detection_rank *items, nm_box *box, uint8_t *keep)
 {
     size_t first = 0;
 
     for (int64_t i = 0; i < n_images; i++) {
         size_t n = (size_t)counts[i];
 
+        mi_detection_rows_rank(scores, first, n, items);
         for (size_t j = 0; j < n; j++) {
-            items[j].score = scores[first + j];
-            items[j].row   = (uint32_t)(first + j);
-            nm_item_box(&items[j], boxes + (first + j) * dim, dim);
+            nm_item_box(&box[j], boxes + (size_t)items[j].row * dim, dim);
             keep[first + j] = 2; /* not visited yet */
-        }
-        if (n > 1) {
-            qsort(items, n, sizeof(*items), nm_item_cmp);
         }
         for (size_t j = 0; j < n; j++) {
             if (keep[items[j].row] == 0) {
@@ -180,7 +156,7 @@ nm_select(const nm_state *nm, const float *boxes, size_t dim,
             keep[items[j].row] = 1;
             for (size_t l = j + 1; l < n; l++) {
                 if (keep[items[l].row] == 2 &&
-                    nm_iou(&items[j], &items[l]) > nm->iou) {
+                    nm_iou(&box[j], &box[l]) > nm->iou) {
                     keep[items[l].row] = 0;
                 }
             }
@@ -200,7 +176,8 @@ nm_apply(void *state, mi_ctx *ctx, const mi_tensor_list *in,
     uint32_t         idx[3];
     size_t           n_rows;
     uint8_t         *keep;
-    nm_item         *items;
+    mi_detection_rank *items;
+    nm_box            *box;
 
     if (mi_detection_rows_find(&nm->rows, in, idx, err) != MI_OK) {
         return MI_EINVAL;
@@ -213,13 +190,14 @@ nm_apply(void *state, mi_ctx *ctx, const mi_tensor_list *in,
     }
     keep  = nm->rows.host->ctx_alloc(ctx, n_rows + 1);
     items = nm->rows.host->ctx_alloc(ctx, (n_rows + 1) * sizeof(*items));
-    if (keep == NULL || items == NULL) {
+    box   = nm->rows.host->ctx_alloc(ctx, (n_rows + 1) * sizeof(*box));
+    if (keep == NULL || items == NULL || box == NULL) {
         return mi_error_set(err, MI_ENOMEM, NM_NAME ": out of memory");
     }
     b = &in->tensors[idx[0]];
     c = &in->tensors[idx[2]];
     nm_select(nm, b->data, (size_t)b->shape[1], s->data, c->data, c->shape[0],
-              items, keep);
+              items, box, keep);
     return mi_detection_rows_emit(&nm->rows, ctx, in, idx, keep, out, err);
 }
 

@@ -14,8 +14,6 @@
  * in their input order.  The names of the three tensors are params
  * ("boxes", "scores", "counts"); every other consumed tensor passes through.
  */
-#include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "builtin.h"
@@ -83,47 +81,18 @@ tk_infer_format(void *state, const mi_format *in, mi_format *out, mi_error *err)
 /* ---- apply ---- */
 
 /* A row and its score, for ranking. */
-typedef struct tk_item {
-    float    score;
-    uint32_t row;
-} tk_item;
-
-/* Highest score first, NaN last; equal scores by row, the earlier first. */
-static int
-tk_item_cmp(const void *pa, const void *pb)
-{
-    const tk_item *a     = pa;
-    const tk_item *b     = pb;
-    bool           a_nan = isnan(a->score);
-    bool           b_nan = isnan(b->score);
-
-    if (a_nan != b_nan) {
-        return a_nan ? 1 : -1;
-    }
-    if (!a_nan && a->score != b->score) {
-        return a->score > b->score ? -1 : 1;
-    }
-    return a->row < b->row ? -1 : (a->row > b->row ? 1 : 0);
-}
-
 /* Sets keep[row] for the k best rows of every image. */
 static void
 tk_select(const tk_state *tk, const float *scores, const int32_t *counts,
-          int64_t n_images, tk_item *items, uint8_t *keep)
+          int64_t n_images, mi_detection_rank *items, uint8_t *keep)
 {
     size_t first = 0;
 
     for (int64_t i = 0; i < n_images; i++) {
         size_t n = (size_t)counts[i];
 
-        for (size_t j = 0; j < n; j++) {
-            items[j].score  = scores[first + j];
-            items[j].row    = (uint32_t)(first + j);
-            keep[first + j] = 0;
-        }
-        if (n > 1) {
-            qsort(items, n, sizeof(*items), tk_item_cmp);
-        }
+        memset(keep + first, 0, n);
+        mi_detection_rows_rank(scores, first, n, items);
         for (size_t j = 0; j < n && j < (size_t)tk->k; j++) {
             keep[items[j].row] = 1;
         }
@@ -141,7 +110,7 @@ tk_apply(void *state, mi_ctx *ctx, const mi_tensor_list *in,
     uint32_t         idx[3];
     size_t           n_rows;
     uint8_t         *keep;
-    tk_item         *items;
+    mi_detection_rank *items;
 
     if (mi_detection_rows_find(&tk->rows, in, idx, err) != MI_OK) {
         return MI_EINVAL;
