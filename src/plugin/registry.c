@@ -27,6 +27,7 @@ const mi_plugin_desc *mi_builtin_decode_image(void);
 const mi_plugin_desc *mi_builtin_resize(void);
 const mi_plugin_desc *mi_builtin_pad(void);
 const mi_plugin_desc *mi_builtin_channel_order(void);
+const mi_plugin_desc *mi_builtin_image_to_tensor(void);
 const mi_plugin_desc *mi_builtin_db_postprocess(void);
 const mi_plugin_desc *mi_builtin_score_threshold(void);
 const mi_plugin_desc *mi_builtin_top_k(void);
@@ -44,6 +45,7 @@ static const registry_fn registry_builtins[] = {
     mi_builtin_resize,
     mi_builtin_pad,
     mi_builtin_channel_order,
+    mi_builtin_image_to_tensor,
     mi_builtin_db_postprocess,
     mi_builtin_score_threshold,
     mi_builtin_top_k,

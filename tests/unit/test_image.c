@@ -30,6 +30,11 @@ const mi_plugin_desc *mi_builtin_decode_image(void);
 const mi_plugin_desc *mi_builtin_resize(void);
 const mi_plugin_desc *mi_builtin_pad(void);
 const mi_plugin_desc *mi_builtin_channel_order(void);
+const mi_plugin_desc *mi_builtin_image_to_tensor(void);
+const mi_plugin_desc *mi_builtin_cast(void);
+const mi_plugin_desc *mi_builtin_scale(void);
+const mi_plugin_desc *mi_builtin_normalize(void);
+const mi_plugin_desc *mi_builtin_transpose(void);
 
 #define ASSERT_NEAR(actual, expected, tol)                                   \
     do {                                                                     \
@@ -925,6 +930,134 @@ test_chain_png_to_padded(void **unused)
     mi_test_step_close(&dec);
 }
 
+/* ---- image_to_tensor ---- */
+
+#define I2T_NORM                                                             \
+    "\"mean\": [0.485, 0.456, 0.406], \"std\": [0.229, 0.224, 0.225]"
+
+/* Equal, bit for bit, to cast + scale + normalize + transpose. */
+static void
+test_image_to_tensor_matches_chain(void **unused)
+{
+    enum { N = 2, H = 5, W = 7, C = 3, COUNT = N * H * W * C };
+    uint8_t        src[COUNT];
+    step           fused;
+    step           steps[4];
+    mi_tensor_list in;
+    mi_tensor_list a;
+    mi_tensor_list b;
+    const char    *params[4] = {
+        "{\"dtype\": \"fp32\"}",
+        "{\"mul\": 0.00392156862745098}",
+        "{" I2T_NORM "}",
+        "{\"perm\": [0, 3, 1, 2]}",
+    };
+    const mi_plugin_desc *descs[4] = {mi_builtin_cast(), mi_builtin_scale(),
+                                      mi_builtin_normalize(),
+                                      mi_builtin_transpose()};
+
+    (void)unused;
+    for (size_t i = 0; i < COUNT; i++) {
+        src[i] = (uint8_t)((i * 37u + 11u) % 256u);
+    }
+    src[0] = 0;
+    src[1] = 255;
+    LIST1(&in, "image", MI_DTYPE_UINT8, src, sizeof(src), N, H, W, C);
+    mi_test_step_open(&fused, mi_builtin_image_to_tensor(), PARAMS_AT,
+                      "{" I2T_NORM "}");
+    mi_test_step_apply(&fused, &in, &a);
+    ASSERT_SHAPE(&a.tensors[0], N, C, H, W);
+    assert_int_equal(a.tensors[0].dtype, MI_DTYPE_FP32);
+
+    b = in;
+    for (size_t k = 0; k < 4; k++) {
+        mi_tensor_list next;
+
+        mi_test_step_open(&steps[k], descs[k], PARAMS_AT, params[k]);
+        mi_test_step_apply(&steps[k], &b, &next);
+        b = next;
+    }
+    ASSERT_SHAPE(&b.tensors[0], N, C, H, W);
+    assert_memory_equal(a.tensors[0].data, b.tensors[0].data,
+                        COUNT * sizeof(float));
+    for (size_t k = 0; k < 4; k++) {
+        mi_test_step_close(&steps[k]);
+    }
+
+    /* fp32 input of the same values: the same results. */
+    {
+        float          f[COUNT];
+        mi_tensor_list fin;
+        mi_tensor_list fout;
+
+        for (size_t i = 0; i < COUNT; i++) {
+            f[i] = (float)src[i];
+        }
+        LIST1(&fin, "image", MI_DTYPE_FP32, f, sizeof(f), N, H, W, C);
+        mi_test_step_apply(&fused, &fin, &fout);
+        assert_memory_equal(a.tensors[0].data, fout.tensors[0].data,
+                            COUNT * sizeof(float));
+    }
+    mi_test_step_close(&fused);
+}
+
+static void
+test_image_to_tensor_nhwc_and_formats(void **unused)
+{
+    uint8_t        src[2 * 2 * 1] = {0, 51, 102, 255};
+    step           s;
+    mi_tensor_list in;
+    mi_tensor_list out;
+    mi_format      fin;
+    mi_format      fout;
+
+    (void)unused;
+    LIST1(&in, "x", MI_DTYPE_UINT8, src, sizeof(src), 2, 2, 1);
+    mi_test_step_open(&s, mi_builtin_image_to_tensor(), PARAMS_AT,
+                      "{\"scale\": 0.1, \"mean\": [1], \"layout\": \"nhwc\"}");
+    mi_test_step_apply(&s, &in, &out);
+    ASSERT_SHAPE(&out.tensors[0], 2, 2, 1);
+    ASSERT_NEAR(mi_test_f32_at(&out.tensors[0], 0), -1.0, 1e-6);
+    ASSERT_NEAR(mi_test_f32_at(&out.tensors[0], 1), 4.1, 1e-5);
+    ASSERT_NEAR(mi_test_f32_at(&out.tensors[0], 3), 24.5, 1e-5);
+    SPEC1(&fin, "x", MI_DTYPE_UINT8, -1, -1, 1);
+    mi_test_step_infer(&s, &fin, &fout);
+    ASSERT_SHAPE(&fout.tensors[0], -1, -1, 1);
+    assert_int_equal(fout.tensors[0].dtype, MI_DTYPE_FP32);
+    SPEC1(&fin, "x", MI_DTYPE_UINT8, 4, 8, 6, 3);
+    mi_test_step_infer_reject(&s, &fin,
+                              "image_to_tensor: tensor 'x' has 3 channels "
+                              "but mean and std have 1 values");
+    mi_test_step_close(&s);
+
+    mi_test_step_open(&s, mi_builtin_image_to_tensor(), PARAMS_AT,
+                      "{" I2T_NORM "}");
+    SPEC1(&fin, "x", MI_DTYPE_UINT8, -1, 736, 960, -1);
+    mi_test_step_infer(&s, &fin, &fout);
+    ASSERT_SHAPE(&fout.tensors[0], -1, 3, 736, 960);
+    SPEC1(&fin, "x", MI_DTYPE_INT32, -1, 9, 9, 3);
+    mi_test_step_infer_reject(&s, &fin,
+                              "image_to_tensor: tensor 'x' is int32; it "
+                              "needs uint8 or fp32 images");
+    SPEC1(&fin, "x", MI_DTYPE_UINT8, 9, 3);
+    mi_test_step_infer_reject(&s, &fin,
+                              "image_to_tensor: tensor 'x' has rank 2; it "
+                              "needs [N,H,W,C] or [H,W,C]");
+    mi_test_step_close(&s);
+
+    mi_test_step_reject(mi_builtin_image_to_tensor(), PARAMS_AT,
+                        "{\"layout\": \"chw\"}", MI_EINVAL,
+                        "pre[0].params.layout: is 'chw'; use \"nchw\" or "
+                        "\"nhwc\"");
+    mi_test_step_reject(mi_builtin_image_to_tensor(), PARAMS_AT,
+                        "{\"mean\": [0, 0], \"std\": [1]}", MI_EINVAL,
+                        "pre[0].params.std: has 1 values but mean has 2");
+    mi_test_step_reject(mi_builtin_image_to_tensor(), PARAMS_AT,
+                        "{\"std\": [1, 0]}", MI_EINVAL,
+                        "pre[0].params.std: element 1 is 0; every std must "
+                        "be greater than 0");
+}
+
 int
 main(void)
 {
@@ -946,6 +1079,8 @@ main(void)
         cmocka_unit_test(test_pad_fixed_fp32),
         cmocka_unit_test(test_channel_order),
         cmocka_unit_test(test_chain_png_to_padded),
+        cmocka_unit_test(test_image_to_tensor_matches_chain),
+        cmocka_unit_test(test_image_to_tensor_nhwc_and_formats),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
