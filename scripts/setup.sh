@@ -15,6 +15,7 @@ packages=(
     libjansson-dev libmicrohttpd-dev libcmocka-dev
     python3 python3-grpcio python3-grpc-tools python3-onnx python3-numpy
     curl prometheus gnuplot-nox imagemagick
+    libcurl4-openssl-dev haproxy docker-registry python3-yaml
 )
 # npm fetches ONNX Runtime; Node.js may already come from elsewhere.
 if ! command -v npm >/dev/null 2>&1; then

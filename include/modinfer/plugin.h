@@ -13,11 +13,34 @@
  * Ownership terms used below: "borrowed" (valid for the call), "takes
  * ownership", "valid until <event>", "caller frees with <fn>".
  *
- * Thread safety: the host calls a transform's apply and a backend's infer
- * from several worker threads at once, with the same state pointer.  A
- * plugin must therefore treat its state as read-only after create/load, or
- * protect it.  Per-worker mutable state belongs in a backend instance
- * (instance_create), which the host never uses from two threads at once.
+ * Thread safety, the contract between the host and every plugin:
+ *
+ *   - mi_plugin_entry, create, destroy, infer_format, model_load,
+ *     model_unload and model_io are called from one thread at a time (the
+ *     thread that loads the pipeline), never at the same time as each other
+ *     for one state, and never while apply/infer may run on that state.
+ *   - apply and infer are called from several worker threads at once, with
+ *     the same state (or model) pointer.  A plugin treats its state as
+ *     read-only after create/load, or protects it itself (atomics, locks).
+ *   - Per-worker mutable state belongs in a backend instance
+ *     (instance_create), which the host never uses from two threads at once.
+ *   - The host services are thread-safe: log, log_enabled, alloc, free and
+ *     counter_add may be called from any thread at any time; the params
+ *     getters only inside create/load; tensor_alloc, ctx_alloc and
+ *     ctx_on_free only inside the apply/infer call their ctx was given to.
+ *   - A plugin starts no thread that outlives its destroy/model_unload: the
+ *     shared object is unloaded (dlclose) after the last state is gone.
+ *
+ * Ownership of tensors: inputs are borrowed (valid for the call; never
+ * written unless MI_TRANSFORM_IN_PLACE); outputs are allocated through
+ * host->tensor_alloc and owned by the request; after a callback returns, a
+ * plugin keeps no pointer into the request.
+ *
+ * A plugin built as a shared object exports exactly one symbol,
+ * mi_plugin_entry (MI_PLUGIN_ENTRY_SYMBOL), and never links against the
+ * server: everything it needs from the host comes through mi_host_api.
+ * This header is self-contained: it includes only the C standard headers
+ * and modinfer/status.h, installed beside it.
  */
 #ifndef MI_MODINFER_PLUGIN_H
 #define MI_MODINFER_PLUGIN_H
@@ -33,7 +56,7 @@ extern "C" {
 #endif
 
 #define MI_PLUGIN_ABI_MAJOR 1
-#define MI_PLUGIN_ABI_MINOR 0
+#define MI_PLUGIN_ABI_MINOR 1 /* 1.1: mi_host_api counters */
 
 #define MI_MAX_RANK    8  /* dimensions of a tensor */
 #define MI_MAX_TENSORS 16 /* tensors in one format or tensor list */
@@ -165,8 +188,12 @@ typedef enum mi_log_level {
 } mi_log_level;
 
 /* Opaque handles owned by the host. */
-typedef struct mi_params mi_params; /* a step's or model's "params" object */
-typedef struct mi_ctx    mi_ctx;    /* the request a callback works for */
+typedef struct mi_params  mi_params;  /* a step's or model's "params" object */
+typedef struct mi_ctx     mi_ctx;     /* the request a callback works for */
+typedef struct mi_counter mi_counter; /* a plugin's metric (ABI 1.1) */
+
+/* Longest name of a plugin counter, with its NUL. */
+#define MI_COUNTER_NAME_MAX 64
 
 /*
  * Services the host offers to plugins.  A plugin checks struct_size (or the
@@ -254,7 +281,30 @@ typedef struct mi_host_api {
     /* Runs fn(arg) when the request is destroyed (foreign memory). */
     mi_status (*ctx_on_free)(mi_ctx *ctx, void (*fn)(void *), void *arg,
                              mi_error *err);
+
+    /* ---- metrics (ABI 1.1; test struct_size before use) ---- */
+
+    /*
+     * Finds or creates the counter `name` of plugin `plugin`, which
+     * GET /metrics shows as
+     *   mi_plugin_events_total{plugin="<plugin>",event="<name>"}
+     * starting at 0.  Both names are 1 to MI_COUNTER_NAME_MAX - 1 bytes of
+     * [A-Za-z0-9_.-] (MI_EINVAL otherwise); the host copies them.  The
+     * counter is owned by the host and valid until the process exits, even
+     * after the plugin is unloaded; asking again for the same pair returns
+     * the same counter (so a reloaded pipeline keeps counting).  Call it from
+     * create/load.  MI_EBUSY when the host's table of counters is full.
+     */
+    mi_status (*counter_get)(const char *plugin, const char *name,
+                             mi_counter **out, mi_error *err);
+    /* Adds n to a counter: lock-free, from any thread (apply/infer). */
+    void (*counter_add)(mi_counter *counter, uint64_t n);
 } mi_host_api;
+
+/* Whether `host` has member `m` (added in a later minor version). */
+#define MI_HOST_HAS(host, m)                                                 \
+    ((host)->struct_size >= offsetof(mi_host_api, m) + sizeof((host)->m) && \
+     (host)->m != NULL)
 
 /* ---- Transform plugins (pre- and postprocessing steps) ---- */
 

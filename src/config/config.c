@@ -15,6 +15,7 @@
 #include "core/alloc.h"
 #include "core/str.h"
 #include "core/tensor.h"
+#include "oci/oci.h"
 
 /* Refuses keys of obj not in the NULL-terminated list `allowed`. */
 static mi_status
@@ -271,7 +272,21 @@ config_parse_model(json_t *root, const char *file, mi_pipeline_config *cfg,
         return mi_error_set(err, MI_EINVAL,
                             "model.params: expected an object");
     }
-    if (rel[0] == '/') {
+    if (mi_oci_is_ref(rel)) {
+        /* A model from a registry: its verified copy in the cache. */
+        char *fetched = NULL;
+        if (mi_oci_fetch(rel, "model", &fetched, NULL, err) != MI_OK) {
+            mi_error_prefix(err, "model.path");
+            return err != NULL ? err->code : MI_EINVAL;
+        }
+        if (mi_strlcpy(cfg->model_path, fetched, sizeof(cfg->model_path)) >=
+            sizeof(cfg->model_path)) {
+            mi_free(fetched);
+            return mi_error_set(err, MI_EINVAL, "model.path: cache path too "
+                                "long");
+        }
+        mi_free(fetched);
+    } else if (rel[0] == '/') {
         mi_strlcpy(cfg->model_path, rel, sizeof(cfg->model_path));
     } else {
         /* Relative paths are relative to the pipeline file's folder. */
@@ -382,6 +397,42 @@ config_parse_warmup(json_t *root, mi_pipeline_config *cfg, mi_error *err)
     return MI_OK;
 }
 
+/*
+ * "plugins": an array of strings, each a plugin file name or a reference.
+ * Only the form is checked here; where a plugin may come from is the
+ * loader's decision (src/plugin/loader.c), made with the plugin directory.
+ */
+static mi_status
+config_parse_plugins(json_t *root, mi_pipeline_config *cfg, mi_error *err)
+{
+    json_t *arr = json_object_get(root, "plugins");
+
+    if (arr == NULL) {
+        return MI_OK;
+    }
+    if (!json_is_array(arr) || json_array_size(arr) > MI_CONFIG_PLUGINS_MAX) {
+        return mi_error_set(err, MI_EINVAL,
+                            "plugins: expected an array of at most %d plugin "
+                            "file names or pinned references",
+                            MI_CONFIG_PLUGINS_MAX);
+    }
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *v = json_array_get(arr, i);
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            json_string_length(v) >= 1024 ||
+            strlen(json_string_value(v)) != json_string_length(v)) {
+            return mi_error_set(err, MI_EINVAL,
+                                "plugins[%zu]: expected a plugin file name "
+                                "or a pinned reference (oci://host/repo"
+                                "@sha256:<digest>) of 1 to 1023 characters",
+                                i);
+        }
+        cfg->plugins[i] = json_string_value(v);
+    }
+    cfg->n_plugins = json_array_size(arr);
+    return MI_OK;
+}
+
 mi_status
 mi_pipeline_config_parse(const char *text, const char *file,
                          mi_pipeline_config **out, mi_error *err)
@@ -389,7 +440,7 @@ mi_pipeline_config_parse(const char *text, const char *file,
     static const char *const keys[] = {"name",  "version", "description",
                                        "input", "pre",     "model",
                                        "post",  "warmup",  "batching",
-                                       NULL};
+                                       "plugins", NULL};
     mi_pipeline_config *cfg;
     json_error_t        jerr;
     json_t             *inputs;
@@ -449,7 +500,8 @@ mi_pipeline_config_parse(const char *text, const char *file,
             goto fail;
         }
     }
-    if (config_parse_warmup(cfg->root, cfg, err) != MI_OK ||
+    if (config_parse_plugins(cfg->root, cfg, err) != MI_OK ||
+        config_parse_warmup(cfg->root, cfg, err) != MI_OK ||
         config_parse_batching(cfg->root, cfg, err) != MI_OK) {
         goto fail;
     }

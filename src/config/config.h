@@ -16,7 +16,8 @@
 #include "core/error.h"
 #include "modinfer/plugin.h"
 
-#define MI_CONFIG_NAME_MAX 128
+#define MI_CONFIG_NAME_MAX    128
+#define MI_CONFIG_PLUGINS_MAX 32
 
 typedef struct mi_step_config {
     char     step[MI_NAME_MAX];  /* plugin name */
@@ -30,6 +31,11 @@ typedef struct mi_pipeline_config {
     char            file[1024];  /* path as given */
     char            name[MI_CONFIG_NAME_MAX];
     char            version[MI_CONFIG_NAME_MAX];
+    /* "plugins": shared-object plugins to load before the steps are looked
+     * up (file names in the plugin directory, or pinned references);
+     * borrowed from root. */
+    size_t          n_plugins;
+    const char     *plugins[MI_CONFIG_PLUGINS_MAX];
     mi_format       input;       /* the declared request format */
     size_t          n_pre;
     mi_step_config *pre;

@@ -24,13 +24,21 @@ typedef struct options_decl {
     int64_t      min;
     int64_t      max;
     const char  *help;
+    const char  *doc_def; /* default as docs/config.md shows it, if the
+                             build decides it (NULL: def) */
 } options_decl;
 
+/* Set by the build from the install prefix (CMakeLists.txt). */
+#ifndef MI_PLUGIN_DIR_DEFAULT
+#define MI_PLUGIN_DIR_DEFAULT "/usr/local/lib/modinfer/plugins"
+#endif
+
 #define OPT_INT(n, e, f, d, lo, hi, h)                                       \
-    {n, e, OPTIONS_INT, offsetof(mi_server_options, f), 0, d, lo, hi, h}
+    {n, e, OPTIONS_INT, offsetof(mi_server_options, f), 0, d, lo, hi, h,     \
+     NULL}
 #define OPT_STR(n, e, f, d, h)                                               \
     {n, e, OPTIONS_STR, offsetof(mi_server_options, f),                      \
-     sizeof(((mi_server_options *)0)->f), d, 0, 0, h}
+     sizeof(((mi_server_options *)0)->f), d, 0, 0, h, NULL}
 
 static const options_decl options_table[] = {
     OPT_STR("address", "MI_ADDRESS", address, "0.0.0.0",
@@ -60,6 +68,35 @@ static const options_decl options_table[] = {
             "error, warn, info or debug"),
     OPT_STR("config", "MI_CONFIG", config, "",
             "server config file: a JSON object of these options"),
+    OPT_STR("default-model", "MI_DEFAULT_MODEL", default_model, "",
+            "the model the paper's protocols (whose messages name none) "
+            "use; \"\": the only one, or else the first loaded"),
+    OPT_INT("watch-interval-ms", "MI_WATCH_INTERVAL_MS", watch_interval_ms,
+            "2000", 0, 3600000,
+            "how often the pipeline files are checked for changes, which "
+            "reload without a restart (0: never; SIGHUP always rescans)"),
+    OPT_INT("drain-delay-ms", "MI_DRAIN_DELAY_MS", drain_delay_ms, "0", 0,
+            600000,
+            "at SIGTERM, readiness turns false and requests are still "
+            "served this long before the listeners close (set it above the "
+            "balancer's health-check interval)"),
+    OPT_INT("repository-api", "MI_REPOSITORY_API", repository_api, "0", 0, 1,
+            "1 allows POST /v2/repository/models/{m}/load and /unload"),
+    {"plugin-dir", "MI_PLUGIN_DIR", OPTIONS_STR,
+     offsetof(mi_server_options, plugin_dir),
+     sizeof(((mi_server_options *)0)->plugin_dir), MI_PLUGIN_DIR_DEFAULT, 0,
+     0,
+     "the folder a pipeline's \"plugins\" file names load from (\"\": "
+     "none, only references pinned by digest load); see docs/plugins.md",
+     "<libdir>/modinfer/plugins"},
+    OPT_STR("cache-dir", "MI_CACHE_DIR", cache_dir, "",
+            "cache of artifacts pulled from registries (empty: "
+            "$XDG_CACHE_HOME/modinfer, else ~/.cache/modinfer; see "
+            "docs/oci.md)"),
+    OPT_STR("insecure-registries", "MI_INSECURE_REGISTRIES",
+            insecure_registries, "",
+            "comma-separated host[:port] list of registries reached over "
+            "plain HTTP"),
 };
 
 #define OPTIONS_N (sizeof(options_table) / sizeof(options_table[0]))
@@ -262,7 +299,8 @@ mi_options_print_markdown(FILE *out)
                     (long long)d->max, d->help);
         } else {
             fprintf(out, "| `--%s` | `%s` | `%s` | text | %s |\n", d->name,
-                    d->env, d->def, d->help);
+                    d->env, d->doc_def != NULL ? d->doc_def : d->def,
+                    d->help);
         }
     }
 }

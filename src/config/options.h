@@ -27,6 +27,13 @@ typedef struct mi_server_options {
     int64_t grace_ms;
     char    log_level[16];
     char    config[1024];
+    char    plugin_dir[1024]; /* "": none, only pinned references load */
+    char    default_model[128]; /* model of the paper's protocols */
+    int64_t watch_interval_ms;  /* polls of the pipeline files; 0: none */
+    int64_t repository_api;     /* 1: load/unload endpoints allowed */
+    int64_t drain_delay_ms;     /* not ready, still serving, at SIGTERM */
+    char    cache_dir[1024];           /* "": the default, docs/oci.md */
+    char    insecure_registries[1024]; /* comma-separated host[:port] */
 } mi_server_options;
 
 /* Fills every option with its default. */

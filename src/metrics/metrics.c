@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "plugin/host.h"
 
 #ifndef MI_VERSION
 #define MI_VERSION "0.1.0"
@@ -823,6 +824,23 @@ emit_build_info(mi_buf *out, const metrics_decl *d, const mi_model_metrics *m)
     metrics_sample(out, d, "", values, NULL, "1");
 }
 
+/* The counters plugins made through host->counter_get (plugin/host.c). */
+static void
+emit_plugin_events(mi_buf *out, const metrics_decl *d,
+                   const mi_model_metrics *m)
+{
+    size_t n = mi_host_counter_count();
+
+    (void)m;
+    for (size_t i = 0; i < n; i++) {
+        const char *values[2];
+        uint64_t    v;
+
+        mi_host_counter_read(i, &values[0], &values[1], &v);
+        metrics_sample_u64(out, d, values, v);
+    }
+}
+
 static const metrics_decl metrics_decls[] = {
     {
         .name         = "mi_requests_total",
@@ -907,6 +925,16 @@ static const metrics_decl metrics_decls[] = {
         .unit         = "seconds",
         .is_per_model = true,
         .emit         = emit_load_seconds,
+    },
+    {
+        .name   = "mi_plugin_events_total",
+        .type   = METRICS_COUNTER,
+        .help   = "Events counted by plugins through the host's counter "
+                  "service (docs/plugins.md): one series per plugin and "
+                  "event name, present once the plugin asked for it.",
+        .labels = {"plugin", "event"},
+        .unit   = "events",
+        .emit   = emit_plugin_events,
     },
     {
         .name = "mi_process_resident_memory_bytes",

@@ -80,6 +80,7 @@ struct mi_pipeline {
     pipeline_worker      *workers;
     uint32_t              n_started;
     atomic_bool           is_stopped;
+    void                 *owner; /* borrowed: whoever serves it */
 };
 
 /* ---- Formats ---- */
@@ -1200,6 +1201,18 @@ mi_pipeline_submit(mi_pipeline *p, mi_request *req, mi_request_done_fn done,
 }
 
 /* ---- Accessors ---- */
+
+void
+mi_pipeline_set_owner(mi_pipeline *p, void *owner)
+{
+    p->owner = owner;
+}
+
+void *
+mi_pipeline_owner(const mi_pipeline *p)
+{
+    return p->owner;
+}
 
 const char *
 mi_pipeline_name(const mi_pipeline *p)

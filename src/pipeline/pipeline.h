@@ -86,6 +86,11 @@ void mi_pipeline_print(const mi_pipeline *p, FILE *out);
 /* The pipeline's metrics; valid until mi_pipeline_destroy. */
 mi_model_metrics *mi_pipeline_metrics(mi_pipeline *p);
 
+/* An opaque pointer for whoever serves the pipeline (the repository keeps
+ * its entry there); NULL until set. */
+void  mi_pipeline_set_owner(mi_pipeline *p, void *owner);
+void *mi_pipeline_owner(const mi_pipeline *p);
+
 /* Requests queued right now. */
 size_t mi_pipeline_queue_depth(mi_pipeline *p);
 

@@ -36,6 +36,9 @@ struct mi_request {
     /* Opaque to the pipeline: the transport's per-request state, in the
      * arena (such as the id and requested outputs to echo). */
     void *transport_data;
+    /* Opaque to the pipeline too: the pipeline the transport found for the
+     * request, whose reference it gives back after destroying it. */
+    struct mi_pipeline *served_by;
 
     /* Set by the transport.  A request whose deadline (monotonic ns, 0 for
      * none) has passed when a worker takes it, or whose `cancelled` flag

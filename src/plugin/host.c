@@ -6,7 +6,9 @@
  */
 #include "plugin/host.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -506,6 +508,110 @@ host_ctx_on_free(mi_ctx *ctx, void (*fn)(void *), void *arg, mi_error *err)
     return mi_arena_on_free(ctx->arena, fn, arg, err);
 }
 
+/* ---- Plugin counters ---- */
+
+/*
+ * A fixed table, so a counter never moves and readers need no lock: a new
+ * entry is filled under host_counters_lock, then published by the release
+ * store of host_n_counters, which readers load with acquire.  Entries live
+ * until the process exits, so a counter outlives the plugin that made it.
+ */
+#define HOST_COUNTERS_MAX 256
+
+struct mi_counter {
+    char                 plugin[MI_COUNTER_NAME_MAX];
+    char                 name[MI_COUNTER_NAME_MAX];
+    atomic_uint_fast64_t value;
+};
+
+static mi_counter      host_counters[HOST_COUNTERS_MAX];
+static atomic_size_t   host_n_counters;
+static pthread_mutex_t host_counters_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Names are label values: short, printable, no quoting needed. */
+static bool
+host_counter_name_ok(const char *s)
+{
+    size_t n = 0;
+
+    if (s == NULL) {
+        return false;
+    }
+    for (; s[n] != '\0'; n++) {
+        char c = s[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-')) {
+            return false;
+        }
+    }
+    return n > 0 && n < MI_COUNTER_NAME_MAX;
+}
+
+static mi_status
+host_counter_get(const char *plugin, const char *name, mi_counter **out,
+                 mi_error *err)
+{
+    mi_counter *c = NULL;
+    size_t      n;
+
+    if (!host_counter_name_ok(plugin) || !host_counter_name_ok(name)) {
+        return mi_error_set(err, MI_EINVAL,
+                            "counter '%.64s' of plugin '%.64s': names are 1 "
+                            "to %d characters of A-Z a-z 0-9 _ . -",
+                            name != NULL ? name : "(null)",
+                            plugin != NULL ? plugin : "(null)",
+                            MI_COUNTER_NAME_MAX - 1);
+    }
+    pthread_mutex_lock(&host_counters_lock);
+    n = atomic_load_explicit(&host_n_counters, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(host_counters[i].plugin, plugin) == 0 &&
+            strcmp(host_counters[i].name, name) == 0) {
+            c = &host_counters[i];
+            break;
+        }
+    }
+    if (c == NULL && n < HOST_COUNTERS_MAX) {
+        c = &host_counters[n];
+        mi_strlcpy(c->plugin, plugin, sizeof(c->plugin));
+        mi_strlcpy(c->name, name, sizeof(c->name));
+        atomic_init(&c->value, 0);
+        atomic_store_explicit(&host_n_counters, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&host_counters_lock);
+    if (c == NULL) {
+        return mi_error_set(err, MI_EBUSY,
+                            "counter '%s' of plugin '%s': the host's %d "
+                            "counters are all in use", name, plugin,
+                            HOST_COUNTERS_MAX);
+    }
+    *out = c;
+    return MI_OK;
+}
+
+static void
+host_counter_add(mi_counter *counter, uint64_t n)
+{
+    atomic_fetch_add_explicit(&counter->value, n, memory_order_relaxed);
+}
+
+size_t
+mi_host_counter_count(void)
+{
+    return atomic_load_explicit(&host_n_counters, memory_order_acquire);
+}
+
+void
+mi_host_counter_read(size_t i, const char **plugin, const char **name,
+                     uint64_t *value)
+{
+    MI_ASSERT(i < mi_host_counter_count());
+    *plugin = host_counters[i].plugin;
+    *name   = host_counters[i].name;
+    *value  = atomic_load_explicit(&host_counters[i].value,
+                                   memory_order_relaxed);
+}
+
 static const mi_host_api host_api = {
     .struct_size          = sizeof(mi_host_api),
     .log                  = host_log,
@@ -525,6 +631,8 @@ static const mi_host_api host_api = {
     .tensor_alloc         = host_tensor_alloc,
     .ctx_alloc            = host_ctx_alloc,
     .ctx_on_free          = host_ctx_on_free,
+    .counter_get          = host_counter_get,
+    .counter_add          = host_counter_add,
 };
 
 const mi_host_api *

@@ -42,4 +42,15 @@ mi_status mi_params_check_unused(const mi_params *p, mi_error *err);
 /* Accepts NULL. */
 void mi_params_destroy(mi_params *p);
 
+/* ---- Plugin counters (host->counter_get, counter_add) ---- */
+
+/* Counters the plugins created so far; thread-safe. */
+size_t mi_host_counter_count(void);
+/*
+ * Reads counter i (< mi_host_counter_count()): its plugin and event names
+ * (valid until the process exits) and its value.  Thread-safe.
+ */
+void mi_host_counter_read(size_t i, const char **plugin, const char **name,
+                          uint64_t *value);
+
 #endif /* MI_PLUGIN_HOST_H */

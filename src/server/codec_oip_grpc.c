@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "config/config.h"
 #include "core/clock.h"
 #include "core/convert.h"
 #include "core/str.h"
@@ -349,6 +350,9 @@ mi_codec_oip_decode_request(mi_server *srv, const uint8_t *buf, size_t len,
     if (rc != MI_OK) {
         return rc;
     }
+    /* Held from here on, even if the rest fails: the caller releases. */
+    *pipeline      = p;
+    req->served_by = p;
     declared = mi_pipeline_input_format(p);
     outputs  = mi_pipeline_output_format(p);
     if (msg->n_raw_input_contents > 0 &&
@@ -422,7 +426,6 @@ mi_codec_oip_decode_request(mi_server *srv, const uint8_t *buf, size_t len,
         }
         st->n_outputs = (uint32_t)msg->n_outputs;
     }
-    *pipeline = p;
     return MI_OK;
 }
 
@@ -755,37 +758,39 @@ mi_codec_oip_answer(mi_server *srv, const char *method, const uint8_t *buf,
         } else {
             rc = mi_server_find_model(srv, q->name, q->version, &p, err);
             if (rc == MI_EUNAVAIL) {
-                rc = MI_OK; /* exists, not ready: answer false */
+                rc = MI_OK; /* still loading: answer false */
+                p  = NULL;
             }
             if (rc == MI_OK) {
-                r.ready = atomic_load(&srv->is_ready);
+                r.ready = p != NULL && atomic_load(&srv->is_ready);
                 OIP_PACK(out, inference__model_ready_response, &r);
             }
+            mi_server_release(srv, p);
         }
     } else if (strcmp(name, "ModelMetadata") == 0) {
         Inference__ModelMetadataRequest *q =
             inference__model_metadata_request__unpack(&alloc, len, buf);
         Inference__ModelMetadataResponse r;
-        mi_pipeline                     *p;
-        char                            *version;
+        mi_pipeline                     *p = NULL;
+        char versions[MI_REPOSITORY_VERSIONS_MAX][MI_CONFIG_NAME_MAX];
+        char *vp[MI_REPOSITORY_VERSIONS_MAX];
         inference__model_metadata_response__init(&r);
         if (q == NULL) {
             rc = mi_error_set(err, MI_EINVAL,
                               "malformed ModelMetadataRequest");
         } else {
             rc = mi_server_find_model(srv, q->name, q->version, &p, err);
-            if (rc == MI_EUNAVAIL && srv->pipeline != NULL) {
-                p  = srv->pipeline; /* draining: metadata still holds */
-                rc = MI_OK;
-            }
         }
         if (rc == MI_OK) {
             const mi_format *in  = mi_pipeline_input_format(p);
             const mi_format *outf = mi_pipeline_output_format(p);
-            version      = (char *)(uintptr_t)mi_pipeline_version(p);
             r.name       = (char *)(uintptr_t)mi_pipeline_name(p);
-            r.n_versions = 1;
-            r.versions   = &version;
+            r.n_versions = mi_repository_versions(
+                srv->repo, r.name, versions, MI_REPOSITORY_VERSIONS_MAX);
+            for (size_t i = 0; i < r.n_versions; i++) {
+                vp[i] = versions[i];
+            }
+            r.versions   = vp;
             r.platform   = (char *)(uintptr_t)"modinfer_pipeline";
             r.n_inputs   = in->n_tensors;
             r.inputs     = oip_tensor_metadata(&arena, in);
@@ -797,6 +802,7 @@ mi_codec_oip_answer(mi_server *srv, const char *method, const uint8_t *buf,
                 OIP_PACK(out, inference__model_metadata_response, &r);
             }
         }
+        mi_server_release(srv, p);
     } else {
         rc = mi_error_set(err, MI_EUNSUPPORTED, "unknown method '%s'",
                           method);

@@ -357,7 +357,7 @@ grpc_encode(grpc_stream *s, mi_request *req, mi_error *err)
     size_t            n       = 0;
     grpc_slice        slice;
     grpc_byte_buffer *bb;
-    mi_pipeline      *p       = s->srv->ctx->pipeline;
+    mi_pipeline      *p       = req->served_by;
 
     switch (s->protocol) {
     case GRPC_PROTOCOL_EXTENDED:
@@ -470,7 +470,8 @@ grpc_stream_on_done(mi_request *req, void *user)
     grpc_stream      *s  = user;
     grpc_byte_buffer *bb = NULL;
     mi_status         rc = req->status;
-    mi_model_metrics *metrics = mi_pipeline_metrics(s->srv->ctx->pipeline);
+    mi_pipeline      *p  = req->served_by;
+    mi_model_metrics *metrics = mi_pipeline_metrics(p);
     mi_error          err;
     char              msg[MI_ERROR_MAX + 32];
     bool              is_free;
@@ -491,6 +492,7 @@ grpc_stream_on_done(mi_request *req, void *user)
                             mi_clock_ns() - req->time_arrival_ns);
     mi_metrics_inflight_add(metrics, -1);
     mi_request_destroy(req);
+    mi_server_release(s->srv->ctx, p);
 
     pthread_mutex_lock(&s->lock);
     if (rc != MI_OK) {
@@ -514,12 +516,14 @@ grpc_decode(grpc_stream *s, const uint8_t *data, size_t len, mi_request *req,
 {
     mi_server *ctx = s->srv->ctx;
 
-    *p = ctx->pipeline;
-    if (*p == NULL && s->protocol != GRPC_PROTOCOL_OIP_STREAM &&
-        s->protocol != GRPC_PROTOCOL_OIP_INFER) {
-        req->id = mi_codec_peek_id(data, len); /* for the message */
-        return mi_error_set(err, MI_EUNAVAIL,
-                            "not ready: the pipeline is loading");
+    *p = NULL;
+    if (s->protocol == GRPC_PROTOCOL_EXTENDED ||
+        s->protocol == GRPC_PROTOCOL_BASIC) {
+        if (mi_server_default_model(ctx, p, err) != MI_OK) {
+            req->id = mi_codec_peek_id(data, len); /* for the message */
+            return err->code;
+        }
+        req->served_by = *p;
     }
     switch (s->protocol) {
     case GRPC_PROTOCOL_EXTENDED:
@@ -615,8 +619,12 @@ grpc_stream_on_recv(grpc_stream *s, bool ok)
                          GRPC_SLICE_LENGTH(slice), req, &p, &err);
     }
     grpc_slice_unref(slice);
-    if (p == NULL) {
-        p = s->srv->ctx->pipeline;
+    if (p == NULL && rc != MI_OK) {
+        /* A message that names no served model (or that does not decode)
+         * is counted against the default model. */
+        mi_error ignored;
+        mi_error_clear(&ignored);
+        (void)mi_server_default_model(s->srv->ctx, &p, &ignored);
     }
     metrics = p != NULL ? mi_pipeline_metrics(p) : NULL;
 
@@ -654,6 +662,7 @@ grpc_stream_on_recv(grpc_stream *s, bool ok)
         }
         grpc_stream_request_failed_locked(s, rc, msg);
         mi_request_destroy(req);
+        mi_server_release(s->srv->ctx, p);
     }
 
 pump:

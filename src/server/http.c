@@ -128,6 +128,7 @@ http_exchange_unref(http_exchange *ex)
         return;
     }
     mi_request_destroy(ex->job.req);
+    mi_server_release(ex->hs->srv, ex->job.pipeline);
     mi_routes_reply_fini(&ex->reply);
     mi_buf_fini(&ex->body);
     pthread_mutex_destroy(&ex->lock);

@@ -20,10 +20,12 @@
 
 #include "core/log.h"
 #include "core/str.h"
+#include "config/config.h"
 #include "metrics/metrics.h"
 #include "server/oip.h"
 
-#define ROUTES_NAME_MAX 256 /* longest model name or version in a path */
+#define ROUTES_NAME_MAX   256 /* longest model name or version in a path */
+#define ROUTES_MODELS_MAX 256 /* most model versions /metrics shows */
 
 #define ROUTES_CT_JSON "application/json"
 #define ROUTES_CT_BINARY "application/octet-stream"
@@ -93,33 +95,19 @@ routes_append_string(mi_buf *b, const char *s)
     mi_codec_oip_json_append_string(b, s, strlen(s));
 }
 
-/* The served pipeline, or NULL while it loads. */
-static mi_pipeline *
-routes_pipeline(mi_server *srv)
-{
-    /* Set once, before is_ready first turns true, and never changed. */
-    return srv->pipeline;
-}
-
 /*
- * Finds the model of the path.  With `need_ready` false a model that is
- * loaded but not (or no longer) ready is found too, for metadata and
- * statistics.  Otherwise replies with the error and returns false.
+ * Finds the model of the path and takes a reference on it (give it back
+ * with mi_server_release).  Otherwise replies with the error and returns
+ * false.
  */
 static bool
-routes_find_model(const routes_call *c, bool need_ready, mi_pipeline **p,
-                  mi_http_reply *reply)
+routes_find_model(const routes_call *c, mi_pipeline **p, mi_http_reply *reply)
 {
     mi_error  err;
     mi_status rc;
 
     mi_error_clear(&err);
     rc = mi_server_find_model(c->srv, c->model, c->version, p, &err);
-    if (rc == MI_EUNAVAIL && !need_ready && routes_pipeline(c->srv) != NULL) {
-        /* The name and version matched: only readiness is missing. */
-        *p = routes_pipeline(c->srv);
-        return true;
-    }
     if (rc != MI_OK) {
         routes_fail(reply, rc, err.msg);
         return false;
@@ -162,7 +150,7 @@ routes_server_metadata(const routes_call *c, mi_http_reply *reply,
     mi_buf_appends(&reply->body, "{\"name\":\"" MI_SERVER_NAME
                                  "\",\"version\":\"" MI_SERVER_VERSION
                                  "\",\"extensions\":[\"binary_tensor_data\","
-                                 "\"statistics\"]}");
+                                 "\"statistics\",\"model_repository\"]}");
     return MI_ROUTES_REPLY;
 }
 
@@ -196,20 +184,30 @@ routes_model_metadata(const routes_call *c, mi_http_reply *reply,
 {
     mi_pipeline *p;
     mi_buf      *b = &reply->body;
+    char         versions[MI_REPOSITORY_VERSIONS_MAX][MI_CONFIG_NAME_MAX];
+    size_t       n;
 
     (void)job;
-    if (!routes_find_model(c, false, &p, reply)) {
+    if (!routes_find_model(c, &p, reply)) {
         return MI_ROUTES_REPLY;
     }
     mi_buf_appends(b, "{\"name\":");
     routes_append_string(b, mi_pipeline_name(p));
     mi_buf_appends(b, ",\"versions\":[");
-    routes_append_string(b, mi_pipeline_version(p));
+    n = mi_repository_versions(c->srv->repo, mi_pipeline_name(p), versions,
+                               MI_REPOSITORY_VERSIONS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) {
+            mi_buf_append(b, ",", 1);
+        }
+        routes_append_string(b, versions[i]);
+    }
     mi_buf_appends(b, "],\"platform\":\"modinfer_pipeline\",\"inputs\":");
     routes_append_tensors(b, mi_pipeline_input_format(p));
     mi_buf_appends(b, ",\"outputs\":");
     routes_append_tensors(b, mi_pipeline_output_format(p));
     mi_buf_append(b, "}", 1);
+    mi_server_release(c->srv, p);
     return MI_ROUTES_REPLY;
 }
 
@@ -228,6 +226,7 @@ routes_model_ready(const routes_call *c, mi_http_reply *reply,
         routes_fail(reply, rc, err.msg);
         return MI_ROUTES_REPLY;
     }
+    mi_server_release(c->srv, rc == MI_OK ? p : NULL);
     reply->status = rc == MI_OK ? 200 : 503;
     mi_buf_appends(&reply->body, "{\"name\":");
     routes_append_string(&reply->body, c->model);
@@ -284,12 +283,13 @@ routes_model_stats(const routes_call *c, mi_http_reply *reply,
     mi_pipeline *p;
 
     (void)job;
-    if (!routes_find_model(c, false, &p, reply)) {
+    if (!routes_find_model(c, &p, reply)) {
         return MI_ROUTES_REPLY;
     }
     mi_buf_appends(&reply->body, "{\"model_stats\":[");
     routes_append_stats(&reply->body, p);
     mi_buf_appends(&reply->body, "]}");
+    mi_server_release(c->srv, p);
     return MI_ROUTES_REPLY;
 }
 
@@ -297,12 +297,18 @@ static mi_routes_result
 routes_all_stats(const routes_call *c, mi_http_reply *reply,
                  mi_routes_infer *job)
 {
-    mi_pipeline *p = routes_pipeline(c->srv);
+    mi_pipeline *p[ROUTES_MODELS_MAX];
+    size_t       n = mi_repository_acquire_all(c->srv->repo, p,
+                                               ROUTES_MODELS_MAX);
 
     (void)job;
     mi_buf_appends(&reply->body, "{\"model_stats\":[");
-    if (p != NULL) {
-        routes_append_stats(&reply->body, p);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) {
+            mi_buf_append(&reply->body, ",", 1);
+        }
+        routes_append_stats(&reply->body, p[i]);
+        mi_server_release(c->srv, p[i]);
     }
     mi_buf_appends(&reply->body, "]}");
     return MI_ROUTES_REPLY;
@@ -311,12 +317,20 @@ routes_all_stats(const routes_call *c, mi_http_reply *reply,
 static mi_routes_result
 routes_metrics(const routes_call *c, mi_http_reply *reply, mi_routes_infer *job)
 {
-    mi_pipeline      *p = routes_pipeline(c->srv);
-    mi_model_metrics *m = p != NULL ? mi_pipeline_metrics(p) : NULL;
+    mi_pipeline      *p[ROUTES_MODELS_MAX];
+    mi_model_metrics *m[ROUTES_MODELS_MAX];
+    size_t            n = mi_repository_acquire_all(c->srv->repo, p,
+                                                    ROUTES_MODELS_MAX);
 
     (void)job;
+    for (size_t i = 0; i < n; i++) {
+        m[i] = mi_pipeline_metrics(p[i]);
+    }
     reply->content_type = ROUTES_CT_METRICS;
-    mi_metrics_render(&reply->body, &m, m != NULL ? 1 : 0);
+    mi_metrics_render(&reply->body, m, n);
+    for (size_t i = 0; i < n; i++) {
+        mi_server_release(c->srv, p[i]);
+    }
     return MI_ROUTES_REPLY;
 }
 
@@ -332,10 +346,10 @@ routes_infer(const routes_call *c, mi_http_reply *reply, mi_routes_infer *job)
     mi_status                rc;
     int64_t                  header_len = 0;
 
-    if (!routes_find_model(c, true, &p, reply)) {
+    if (!routes_find_model(c, &p, reply)) {
         return MI_ROUTES_REPLY;
     }
-    job->pipeline = p;
+    job->pipeline = p; /* the transport releases it */
     mi_error_clear(&err);
     rc = MI_OK;
     if (in->header_len != NULL) {
@@ -394,6 +408,67 @@ mi_routes_infer_finish(mi_routes_infer *job, const mi_request *req,
     reply->content_type = json_len > 0 ? ROUTES_CT_BINARY : ROUTES_CT_JSON;
 }
 
+/* ---- Repository ---- */
+
+static mi_routes_result
+routes_repository_index(const routes_call *c, mi_http_reply *reply,
+                        mi_routes_infer *job)
+{
+    (void)job;
+    mi_repository_index_json(c->srv->repo, &reply->body);
+    return MI_ROUTES_REPLY;
+}
+
+/* Load and unload change what is served: only when enabled. */
+static bool
+routes_repository_allowed(const routes_call *c, mi_http_reply *reply)
+{
+    if (!c->srv->repository_api) {
+        mi_routes_reply_error(reply, 403,
+                              "the repository API is disabled; start the "
+                              "server with --repository-api 1 to load and "
+                              "unload models");
+        return false;
+    }
+    return true;
+}
+
+/* Runs a load or an unload of the path's model. */
+static mi_routes_result
+routes_repository_change(const routes_call *c, mi_http_reply *reply,
+                         mi_status (*fn)(mi_repository *, const char *,
+                                         mi_error *))
+{
+    mi_error err;
+
+    if (!routes_repository_allowed(c, reply)) {
+        return MI_ROUTES_REPLY;
+    }
+    mi_error_clear(&err);
+    if (fn(c->srv->repo, c->model, &err) != MI_OK) {
+        routes_fail(reply, err.code, err.msg);
+        return MI_ROUTES_REPLY;
+    }
+    mi_buf_appends(&reply->body, "{}");
+    return MI_ROUTES_REPLY;
+}
+
+static mi_routes_result
+routes_repository_load(const routes_call *c, mi_http_reply *reply,
+                       mi_routes_infer *job)
+{
+    (void)job;
+    return routes_repository_change(c, reply, mi_repository_load);
+}
+
+static mi_routes_result
+routes_repository_unload(const routes_call *c, mi_http_reply *reply,
+                         mi_routes_infer *job)
+{
+    (void)job;
+    return routes_repository_change(c, reply, mi_repository_unload);
+}
+
 /* ---- Table and dispatch ---- */
 
 static const routes_entry routes_table[] = {
@@ -409,6 +484,10 @@ static const routes_entry routes_table[] = {
     {ROUTES_GET, "/v2/models/{m}/versions/{v}/stats", routes_model_stats},
     {ROUTES_POST, "/v2/models/{m}/infer", routes_infer},
     {ROUTES_POST, "/v2/models/{m}/versions/{v}/infer", routes_infer},
+    {ROUTES_POST, "/v2/repository/index", routes_repository_index},
+    {ROUTES_POST, "/v2/repository/models/{m}/load", routes_repository_load},
+    {ROUTES_POST, "/v2/repository/models/{m}/unload",
+     routes_repository_unload},
     {ROUTES_GET, "/metrics", routes_metrics},
 };
 

@@ -14,6 +14,9 @@
  *   GET  /v2/models/{m}[/versions/{v}]/ready      200, 404 or 503
  *   GET  /v2/models/{m}[/versions/{v}]/stats      statistics of one model
  *   POST /v2/models/{m}[/versions/{v}]/infer      inference
+ *   POST /v2/repository/index                     served and failed models
+ *   POST /v2/repository/models/{m}/load           (re)load: 403 unless
+ *   POST /v2/repository/models/{m}/unload         --repository-api true
  *   GET  /metrics                                 Prometheus text format
  *
  * HEAD is served wherever GET is.  Any other path is 404, a known path with
@@ -53,7 +56,7 @@ typedef struct mi_routes_request {
 
 /* An inference request on its way through the transport. */
 typedef struct mi_routes_infer {
-    mi_pipeline *pipeline; /* borrowed: the model, once it was found */
+    mi_pipeline *pipeline; /* a reference (mi_server_release), once found */
     mi_request  *req;      /* decoded and ready to submit, or NULL */
     mi_status    status;   /* the outcome, for the metrics */
     /* What the response must hold (output selection, id). */

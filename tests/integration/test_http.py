@@ -374,7 +374,8 @@ def case_server_metadata(t):
     check(r.status == 200, f"status {r.status}")
     check(doc.get("name") == "modinfer" and doc.get("version") == "0.1.0",
           f"{doc!r}")
-    check(doc.get("extensions") == ["binary_tensor_data", "statistics"],
+    check(doc.get("extensions") == ["binary_tensor_data", "statistics",
+                                         "model_repository"],
           f"extensions {doc.get('extensions')!r}")
 
 

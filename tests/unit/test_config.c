@@ -244,7 +244,36 @@ test_unknown_top_level_key(void **state)
                 MI_EINVAL, &err);
     assert_contains(err.msg, "bad.json: modle: unknown key (allowed: name, "
                              "version, description, input, pre, model, "
-                             "post, warmup, batching)");
+                             "post, warmup, batching, plugins)");
+}
+
+static void
+test_plugins_list(void **state)
+{
+    mi_pipeline_config *cfg;
+    mi_error            err;
+
+    (void)state;
+    cfg = parse_ok("{\"name\": \"p\", \"plugins\": [\"clip.so\", "
+                   "\"oci://r.example/p@sha256:00\"], " CFG_INPUT ", "
+                   CFG_MODEL "}",
+                   "/etc/mi/p.json");
+    assert_int_equal(cfg->n_plugins, 2);
+    assert_string_equal(cfg->plugins[0], "clip.so");
+    assert_string_equal(cfg->plugins[1], "oci://r.example/p@sha256:00");
+    mi_pipeline_config_destroy(cfg);
+
+    parse_fails("{\"name\": \"p\", \"plugins\": \"clip.so\", " CFG_INPUT
+                ", " CFG_MODEL "}",
+                MI_EINVAL, &err);
+    assert_contains(err.msg, "bad.json: plugins: expected an array of at "
+                             "most 32 plugin file names or pinned "
+                             "references");
+    parse_fails("{\"name\": \"p\", \"plugins\": [\"a.so\", 3], " CFG_INPUT
+                ", " CFG_MODEL "}",
+                MI_EINVAL, &err);
+    assert_contains(err.msg, "bad.json: plugins[1]: expected a plugin file "
+                             "name or a pinned reference");
 }
 
 static void
@@ -490,6 +519,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_steps_with_inputs),
         cmocka_unit_test(test_invalid_json),
         cmocka_unit_test(test_unknown_top_level_key),
+        cmocka_unit_test(test_plugins_list),
         cmocka_unit_test(test_missing_name),
         cmocka_unit_test(test_description_type),
         cmocka_unit_test(test_bad_input),
