@@ -56,8 +56,8 @@ main_usage(FILE *out)
 }
 
 static int
-main_build(const char *path, const mi_server_options *opts,
-           mi_pipeline **out)
+main_build(const char *path, bool pinned_bundle,
+           const mi_server_options *opts, mi_pipeline **out)
 {
     mi_pipeline_config *cfg = NULL;
     mi_pipeline_options popts;
@@ -70,7 +70,8 @@ main_build(const char *path, const mi_server_options *opts,
     }
     /* Plugins first, so the steps can name them and verification runs
      * their infer_format like any built-in's. */
-    if (mi_repository_load_plugins(cfg, opts->plugin_dir, &err) != MI_OK) {
+    if (mi_repository_load_plugins(cfg, opts->plugin_dir, pinned_bundle,
+                                   &err) != MI_OK) {
         MI_LOG_ERROR("main", "%s: %s", path, err.msg);
         mi_pipeline_config_destroy(cfg);
         return 1;
@@ -86,10 +87,11 @@ main_build(const char *path, const mi_server_options *opts,
 }
 
 static int
-main_check(const char *path, const mi_server_options *opts)
+main_check(const char *path, bool pinned_bundle,
+           const mi_server_options *opts)
 {
     mi_pipeline *p;
-    if (main_build(path, opts, &p) != 0) {
+    if (main_build(path, pinned_bundle, opts, &p) != 0) {
         return 1;
     }
     mi_pipeline_print(p, stdout);
@@ -99,8 +101,8 @@ main_check(const char *path, const mi_server_options *opts)
 }
 
 static int
-main_serve(const char *const *paths, size_t n_paths,
-           const mi_server_options *opts)
+main_serve(const char *const *paths, const bool *pinned_bundle,
+           size_t n_paths, const mi_server_options *opts)
 {
     mi_repository        *repo = NULL;
     mi_repository_options ropts;
@@ -131,6 +133,7 @@ main_serve(const char *const *paths, size_t n_paths,
     ropts.default_model     = opts->default_model;
     ropts.watch_interval_ms = (uint32_t)opts->watch_interval_ms;
     ropts.plugin_dir        = opts->plugin_dir;
+    ropts.pinned_bundle     = pinned_bundle;
     if (mi_repository_create(&ropts, &repo, &err) != MI_OK) {
         MI_LOG_ERROR("main", "%s", err.msg);
         return 1;
@@ -239,6 +242,7 @@ main(int argc, char **argv)
     mi_error          err;
     const char       *pos[MAIN_MAX_PATHS];
     char             *fetched[MAIN_MAX_PATHS] = {NULL}; /* pulled ones */
+    bool              pinned[MAIN_MAX_PATHS]  = {false};
     int               n_pos = 0;
     int               rc;
 
@@ -292,8 +296,8 @@ main(int argc, char **argv)
     for (int i = 0; i < n_pos && rc == 0; i++) {
         if (mi_oci_is_ref(pos[i])) {
             /* A pipeline bundle from a registry: use its cached copy. */
-            if (mi_oci_fetch(pos[i], "pipeline", &fetched[i], NULL, &err) !=
-                MI_OK) {
+            if (mi_oci_fetch(pos[i], "pipeline", &fetched[i], &pinned[i],
+                             &err) != MI_OK) {
                 MI_LOG_ERROR("main", "%s", err.msg);
                 rc = 1;
                 break;
@@ -303,8 +307,8 @@ main(int argc, char **argv)
     }
     if (rc == 0) {
         rc = strcmp(argv[1], "serve") == 0
-                 ? main_serve(pos, (size_t)n_pos, &opts)
-                 : main_check(pos[0], &opts);
+                 ? main_serve(pos, pinned, (size_t)n_pos, &opts)
+                 : main_check(pos[0], pinned[0], &opts);
     }
     /* Every pipeline is gone: the plugins' code can go too. */
     mi_loader_unload_all();

@@ -53,6 +53,7 @@ typedef struct repo_file {
     off_t         size;
     struct timespec mtime;
     bool          seen;                  /* listed by the current scan */
+    bool          pinned_bundle;         /* see mi_repository_options */
     char          name[REPO_NAME_MAX];   /* last pipeline name read, or "" */
     char          version[REPO_NAME_MAX];
     repo_version *live;                  /* the version it serves, or NULL */
@@ -61,6 +62,7 @@ typedef struct repo_file {
 
 struct mi_repository {
     char   **paths;
+    bool    *pinned_bundle; /* per path */
     size_t   n_paths;
     uint32_t n_workers;
     size_t   queue_capacity;
@@ -331,7 +333,8 @@ repo_load_file(mi_repository *r, repo_file *f, bool force, mi_error *err)
     if (rc != MI_OK) {
         goto fail;
     }
-    rc = mi_repository_load_plugins(cfg, r->plugin_dir, err);
+    rc = mi_repository_load_plugins(cfg, r->plugin_dir, f->pinned_bundle,
+                                    err);
     if (rc != MI_OK) {
         mi_pipeline_config_destroy(cfg);
         goto fail;
@@ -487,8 +490,8 @@ repo_sig_changed(repo_file *f, const struct stat *st)
 
 /* Visits one file of a scan; load_lock held. */
 static void
-repo_scan_file(mi_repository *r, const char *path, size_t *n_failed,
-               mi_error *first)
+repo_scan_file(mi_repository *r, const char *path, bool pinned_bundle,
+               size_t *n_failed, mi_error *first)
 {
     repo_file  *f = repo_file_get(r, path);
     struct stat st;
@@ -498,7 +501,8 @@ repo_scan_file(mi_repository *r, const char *path, size_t *n_failed,
         (*n_failed)++;
         return;
     }
-    f->seen = true;
+    f->seen          = true;
+    f->pinned_bundle = pinned_bundle;
     if (stat(path, &st) != 0) {
         f->has_sig = false;
         mi_error_set(&err, MI_EIO, "%s: %s", path, strerror(errno));
@@ -546,12 +550,13 @@ repo_scan(mi_repository *r, mi_error *first)
                 continue;
             }
             for (size_t k = 0; k < n; k++) {
-                repo_scan_file(r, names[k], &n_failed, first);
+                repo_scan_file(r, names[k], false, &n_failed, first);
                 mi_free(names[k]);
             }
             mi_free(names);
         } else {
-            repo_scan_file(r, r->paths[i], &n_failed, first);
+            repo_scan_file(r, r->paths[i], r->pinned_bundle[i], &n_failed,
+                           first);
         }
     }
     /* Files gone since the last scan: their versions retire. */
@@ -622,16 +627,19 @@ repo_watch_main(void *arg)
 
 mi_status
 mi_repository_load_plugins(const mi_pipeline_config *cfg,
-                           const char *plugin_dir, mi_error *err)
+                           const char *plugin_dir, bool pinned_bundle,
+                           mi_error *err)
 {
-    char base[sizeof(cfg->file)];
+    char        base[sizeof(cfg->file)];
+    const char *dir;
 
     if (cfg->n_plugins == 0) {
         return MI_OK;
     }
     mi_strlcpy(base, cfg->file, sizeof(base));
-    return mi_loader_load_list(cfg->plugins, cfg->n_plugins, plugin_dir,
-                               dirname(base), err);
+    dir = dirname(base);
+    return mi_loader_load_list(cfg->plugins, cfg->n_plugins,
+                               pinned_bundle ? dir : plugin_dir, dir, err);
 }
 
 mi_status
@@ -649,7 +657,16 @@ mi_repository_create(const mi_repository_options *opts, mi_repository **out,
         mi_free(r);
         return mi_error_set(err, MI_ENOMEM, "repository: out of memory");
     }
+    r->pinned_bundle = mi_calloc(opts->n_paths > 0 ? opts->n_paths : 1,
+                                 sizeof(*r->pinned_bundle));
+    if (r->pinned_bundle == NULL) {
+        mi_free(r->paths);
+        mi_free(r);
+        return mi_error_set(err, MI_ENOMEM, "repository: out of memory");
+    }
     for (size_t i = 0; i < opts->n_paths; i++) {
+        r->pinned_bundle[i] =
+            opts->pinned_bundle != NULL && opts->pinned_bundle[i];
         r->paths[i] = mi_strdup(opts->paths[i]);
         if (r->paths[i] == NULL) {
             r->n_paths = i;
@@ -1066,6 +1083,7 @@ mi_repository_destroy(mi_repository *r)
         mi_free(r->paths[i]);
     }
     mi_free(r->paths);
+    mi_free(r->pinned_bundle);
     pthread_cond_destroy(&r->watch_cond);
     pthread_mutex_destroy(&r->watch_lock);
     pthread_mutex_destroy(&r->load_lock);

@@ -46,15 +46,21 @@ typedef struct mi_repository_options {
     uint32_t watch_interval_ms;
     /* Where a pipeline's "plugins" file names load from ("": none). */
     const char *plugin_dir;
+    /* Per path (NULL: none): the path is a pipeline bundle pulled by a
+     * pinned digest, whose plugins load from its own folder. */
+    const bool *pinned_bundle;
 } mi_repository_options;
 
 /*
  * Loads the shared-object plugins a pipeline file lists (its "plugins"
  * key), with the loader's trust rules; a plugin loaded already is reused.
- * For `modinfer check` too.
+ * In a bundle pulled by a pinned digest (`pinned_bundle`), file names load
+ * from the bundle's own folder instead of plugin_dir: the digest the
+ * configuration pinned covers them.  For `modinfer check` too.
  */
 mi_status mi_repository_load_plugins(const mi_pipeline_config *cfg,
-                                     const char *plugin_dir, mi_error *err);
+                                     const char *plugin_dir,
+                                     bool pinned_bundle, mi_error *err);
 
 /* Copies what it needs of opts; loads nothing yet. */
 mi_status mi_repository_create(const mi_repository_options *opts,

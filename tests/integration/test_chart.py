@@ -29,7 +29,9 @@ as YAML and the set must hold together:
     ConfigMap mounted at that folder, parses as JSON, and equals the
     example pipeline apart from its absolute model path, which is where the
     Dockerfile puts the model (or an init container's volume);
-  - drain: preStop sleep, grace period above sleep + --grace-ms; resources,
+  - drain: a drain delay (MI_DRAIN_DELAY_MS) or a preStop sleep keeps the
+    pod serving while its endpoint removal spreads; the grace period is
+    above the sleep + the drain delay + --grace-ms; resources,
     non-root, read-only root file system, no privilege escalation.
 
 The example values files may set only keys values.yaml has (a misspelt key
@@ -833,23 +835,33 @@ def check_manifests(docs, server, expect):
             problems.append("livenessProbe is not /v2/health/live")
 
     # -- Drain --
-    pre = get(c, "lifecycle", "preStop") or {}
-    sleep_s = None
-    cmd = get(pre, "exec", "command")
-    if isinstance(cmd, list) and len(cmd) == 2 and \
-            cmd[0] in ("/bin/sleep", "sleep") and \
-            re.fullmatch(r"\d+", str(cmd[1])):
-        sleep_s = int(cmd[1])
-    elif isinstance(get(pre, "sleep", "seconds"), int):
-        sleep_s = pre["sleep"]["seconds"]
-    if not sleep_s:
-        problems.append(f"no preStop sleep (got {pre!r})")
-        sleep_s = 0
+    # Kubernetes removes the pod's endpoint and sends SIGTERM at once; the
+    # pod must go on answering while the removal spreads: the server's own
+    # drain delay (serving, not ready) or a preStop sleep before SIGTERM.
+    pre = get(c, "lifecycle", "preStop")
+    sleep_s = 0
+    if pre is not None:
+        cmd = get(pre, "exec", "command")
+        if isinstance(cmd, list) and len(cmd) == 2 and \
+                cmd[0] in ("/bin/sleep", "sleep") and \
+                re.fullmatch(r"\d+", str(cmd[1])):
+            sleep_s = int(cmd[1])
+        elif isinstance(get(pre, "sleep", "seconds"), int):
+            sleep_s = pre["sleep"]["seconds"]
+        else:
+            problems.append(f"preStop hook is not a sleep (got {pre!r})")
+    delay_ms = env.get("MI_DRAIN_DELAY_MS", "0")
+    delay_s = (math.ceil(int(delay_ms) / 1000)
+               if re.fullmatch(r"\d+", str(delay_ms)) else 0)
+    if not delay_s and not sleep_s:
+        problems.append("neither MI_DRAIN_DELAY_MS nor a preStop sleep keeps "
+                        "the pod serving while its endpoint is removed")
     tgps = spec.get("terminationGracePeriodSeconds")
     grace_s = math.ceil(int(env.get("MI_GRACE_MS", "5000")) / 1000)
-    if not isinstance(tgps, int) or tgps <= sleep_s + grace_s:
+    if not isinstance(tgps, int) or tgps <= sleep_s + delay_s + grace_s:
         problems.append(f"terminationGracePeriodSeconds {tgps!r} is not above "
-                        f"preStop sleep {sleep_s} s + grace {grace_s} s")
+                        f"preStop sleep {sleep_s} s + drain delay {delay_s} s "
+                        f"+ grace {grace_s} s")
 
     # -- Volumes, the pipeline file, the model --
     volumes = {v.get("name"): v for v in spec.get("volumes") or []}
@@ -1220,6 +1232,10 @@ def mutations(base_docs):
         ("grace period shorter than the drain",
          lambda d: find(d, "Deployment")["spec"]["template"]["spec"].update(
              terminationGracePeriodSeconds=3)),
+        ("drain delay eating the grace period",
+         lambda d: env(d, "MI_DRAIN_DELAY_MS", "20000")),
+        ("no drain delay and no preStop sleep",
+         lambda d: env(d, "MI_DRAIN_DELAY_MS", "0")),
         ("misspelt option variable",
          lambda d: env(d, "MI_GPRC_PORT", "50051")),
         ("number printed as Helm prints large floats",

@@ -12,7 +12,14 @@ a generated config.yml (filesystem storage in a temporary folder, HTTP on
 - serves `oci://.../fall/pipeline@sha256:...` and checks every reference
   window over the Open Inference Protocol (HTTP JSON); serves a local
   pipeline whose model.path is a pinned oci:// reference;
-- stops the registry: a pinned bundle still serves from the cache, a tag
+- publishes the test plugin add_const.so, serves a pipeline whose custom
+  step (the plugin) and model both come from the registry by digest, with
+  no plugin directory, and a pinned bundle that carries its own plugin (by
+  tag, that plugin is refused);
+- stops the registry: a pinned bundle still serves from the cache, and so
+  does the plugin-and-model pipeline; that pipeline then switches to a new
+  version (a file added beside it, add_const 2.0) under a steady request
+  load without a failed request; a tag
   uses its cached resolution (with a warning), an unknown tag fails
   clearly, and a cache file that changed is refused naming its digest;
 - restarts the registry: the cache repairs itself;
@@ -296,28 +303,34 @@ def load_windows(path):
     return windows
 
 
+def infer_one(http_port, flat):
+    """One window over OIP HTTP JSON; returns the confidence."""
+    doc = {"inputs": [{"name": "array", "datatype": "INT32",
+                       "shape": [9, 3], "data": flat}]}
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{http_port}/v2/models/{MODEL}/infer",
+        data=json.dumps(doc).encode(),
+        headers={"Content-Type": "application/json"})
+    with NO_PROXY.open(req, timeout=30) as r:
+        reply = json.loads(r.read())
+    return float(reply["outputs"][0]["data"][0])
+
+
 def infer_all(http_port, windows):
     """Sends every window over OIP HTTP JSON; returns the problems."""
     problems = []
     for w in windows:
-        doc = {"inputs": [{"name": "array", "datatype": "INT32",
-                           "shape": [9, 3], "data": w["flat"]}]}
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{http_port}/v2/models/{MODEL}/infer",
-            data=json.dumps(doc).encode(),
-            headers={"Content-Type": "application/json"})
-        with NO_PROXY.open(req, timeout=30) as r:
-            reply = json.loads(r.read())
-        got = float(reply["outputs"][0]["data"][0])
+        got = infer_one(http_port, w["flat"])
         if abs(got - w["want"]) > TOL:
             problems.append(f"{w['label']}: got {got}, want {w['want']}")
     return problems
 
 
-def serve_and_check(ctx, ref, cache=None, windows=None):
+def serve_and_check(ctx, ref, cache=None, windows=None, extra=()):
     """Serves ref, checks the windows, stops; returns the server log."""
     args = ["--cache-dir", str(cache or ctx.cache),
-            "--insecure-registries", ctx.insecure, "--workers", "1"]
+            "--insecure-registries", ctx.insecure, "--workers", "1",
+            *extra]
     srv = mi_server.Server(ctx.binary, ref, args, ready_timeout=60)
     with srv:
         text = mi_server.log_text(srv.proc)
@@ -412,10 +425,143 @@ def case_serve_model_ref(ctx):
     serve_and_check(ctx, path, windows=ctx.windows[:5])
 
 
+def case_push_plugin(ctx):
+    rc, out, err = run(ctx, "push", "plugin", ctx.plugin,
+                       f"oci://{ctx.reg.host}/plugins/add_const:1.0")
+    check(rc == 0, f"push failed ({rc}):\n{err[-1200:]}")
+    m = DIGEST_RE.search(out)
+    check(m is not None, f"stdout {out!r}")
+    ctx.plugin_ref = out.strip()
+    return ctx.plugin_ref.split("@")[1][:19] + "..."
+
+
+def plugin_pipeline(ctx, plugins, model_path, folder):
+    """The fall pipeline plus add_const 1.0 after the model."""
+    cfg = json.loads(pathlib.Path(ctx.pipeline).read_text())
+    cfg["plugins"] = plugins
+    cfg["model"]["path"] = model_path
+    cfg["post"] = cfg.get("post", []) + [
+        {"step": "add_const", "params": {"value": 1.0}}]
+    folder.mkdir(exist_ok=True)
+    path = folder / "pipeline.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def plus_one(windows):
+    return [dict(w, want=w["want"] + 1.0) for w in windows]
+
+
+def case_serve_plugin_and_model_by_digest(ctx):
+    """The custom step and the model both come from the registry, pinned
+    by digest; no plugin directory at all."""
+    ctx.plugin_pipeline = plugin_pipeline(
+        ctx, [ctx.plugin_ref], ctx.model_ref, ctx.work / "plugin-refs")
+    log = serve_and_check(ctx, ctx.plugin_pipeline, windows=plus_one(
+        ctx.windows[:8]), extra=["--plugin-dir", ""])
+    return "answers are the model's + 1.0 (add_const from the registry)"
+
+
+def case_push_bundle_with_plugin(ctx):
+    folder = ctx.work / "bundle-plugin"
+    path = plugin_pipeline(ctx, ["add_const.so"], "model.onnx", folder)
+    shutil.copy(ctx.model, folder / "model.onnx")
+    shutil.copy(ctx.plugin, folder / "add_const.so")
+    rc, out, err = run(ctx, "push", "pipeline", path,
+                       f"oci://{ctx.reg.host}/fall/pipeline-plugin:v1")
+    check(rc == 0, f"push failed ({rc}):\n{err[-1200:]}")
+    check("pushed 'add_const.so'" in err, f"plugin not in the bundle:\n{err}")
+    ctx.plugin_bundle_ref = DIGEST_RE.search(out) and out.strip()
+    check(ctx.plugin_bundle_ref, f"stdout {out!r}")
+    # Pinned by digest: its plugin loads from the bundle itself.
+    serve_and_check(ctx, ctx.plugin_bundle_ref,
+                    windows=plus_one(ctx.windows[:4]),
+                    extra=["--plugin-dir", ""])
+    # By tag: the plugin is not pinned, and is refused.
+    rc, out, err = run(ctx, "check",
+                       f"oci://{ctx.reg.host}/fall/pipeline-plugin:v1",
+                       "--plugin-dir", "")
+    expect_fail(rc, out, err,
+                "plugins[0]: 'add_const.so': no plugin directory is set")
+    return "pinned bundle serves its own plugin; by tag it is refused"
+
+
 def case_registry_down_pinned_serves(ctx):
     ctx.reg.stop()
     log = serve_and_check(ctx, ctx.bundle_ref)
     check("pulled" not in log, "downloaded with the registry down?")
+    # The custom step and the model of the digest-pinned pipeline too.
+    serve_and_check(ctx, ctx.plugin_pipeline,
+                    windows=plus_one(ctx.windows[:4]),
+                    extra=["--plugin-dir", ""])
+    serve_and_check(ctx, ctx.plugin_bundle_ref,
+                    windows=plus_one(ctx.windows[:4]),
+                    extra=["--plugin-dir", ""])
+
+
+def case_registry_down_switch_version_under_load(ctx):
+    """With the registry still down: the digest-pinned plugin-and-model
+    pipeline serves from the cache, and a new version of it (add_const 2.0
+    instead of 1.0) is loaded beside it under load; no request fails."""
+    folder = ctx.work / "versions"
+    folder.mkdir()
+    cfg = json.loads(ctx.plugin_pipeline.read_text())
+    cfg["version"] = "1"
+    (folder / "v1.json").write_text(json.dumps(cfg))
+    args = ["--cache-dir", str(ctx.cache), "--insecure-registries",
+            ctx.insecure, "--workers", "1", "--plugin-dir", "",
+            "--watch-interval-ms", "200"]
+    windows = ctx.windows[:8]
+    results = {"sent": 0, "plus1": 0, "plus2": 0, "problems": []}
+    stop = threading.Event()
+
+    def client(port):
+        i = 0
+        while not stop.is_set():
+            w = windows[i % len(windows)]
+            i += 1
+            results["sent"] += 1
+            try:
+                got = infer_one(port, w["flat"])
+            except (OSError, ValueError, KeyError) as e:
+                results["problems"].append(f"request {i}: {e}")
+                continue
+            if abs(got - (w["want"] + 1.0)) <= TOL:
+                results["plus1"] += 1
+            elif abs(got - (w["want"] + 2.0)) <= TOL:
+                results["plus2"] += 1
+            else:
+                results["problems"].append(f"request {i}: {got}")
+
+    with mi_server.Server(ctx.binary, folder, args, ready_timeout=60) as srv:
+        port = int(HTTP_RE.search(mi_server.log_text(srv.proc)).group(1))
+        threads = [threading.Thread(target=client, args=(port,))
+                   for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1.0)
+            cfg["version"] = "2"
+            cfg["post"][-1]["params"]["value"] = 2.0
+            tmp = folder / "v2.json.tmp"
+            tmp.write_text(json.dumps(cfg))
+            os.replace(tmp, folder / "v2.json")
+            deadline = time.monotonic() + 30
+            while results["plus2"] < 20 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+        srv.stop()
+    check(not results["problems"], f"{len(results['problems'])} failed: "
+          + "; ".join(results["problems"][:4]))
+    check(results["plus1"] > 0 and results["plus2"] >= 20,
+          f"answers: {results['plus1']} from version 1, {results['plus2']} "
+          f"from version 2")
+    return (f"{results['sent']} requests, 0 failed: {results['plus1']} by "
+            f"version 1, {results['plus2']} by version 2")
 
 
 def case_registry_down_tag_cached(ctx):
@@ -558,7 +704,13 @@ CASES = [
     ("pull_wrong_kind", case_pull_wrong_kind),
     ("serve_bundle_pinned", case_serve_bundle_pinned),
     ("serve_model_ref", case_serve_model_ref),
+    ("push_plugin", case_push_plugin),
+    ("serve_plugin_and_model_by_digest",
+     case_serve_plugin_and_model_by_digest),
+    ("push_bundle_with_plugin", case_push_bundle_with_plugin),
     ("registry_down_pinned_serves", case_registry_down_pinned_serves),
+    ("registry_down_switch_version_under_load",
+     case_registry_down_switch_version_under_load),
     ("registry_down_tag_cached", case_registry_down_tag_cached),
     ("registry_down_cache_tampered", case_registry_down_cache_tampered),
     ("registry_back_cache_repairs", case_registry_back_cache_repairs),
@@ -577,6 +729,8 @@ def main():
     ap.add_argument("--source", required=True)
     ap.add_argument("--vectors", default=os.environ.get("MI_TEST_VECTORS"))
     ap.add_argument("--registry", default="/usr/bin/docker-registry")
+    ap.add_argument("--plugin", required=True,
+                    help="a plugin to publish (the test plugin add_const.so)")
     ap.add_argument("--case", action="append", default=[])
     args = ap.parse_args()
 
@@ -591,6 +745,7 @@ def main():
 
     ctx = Ctx()
     ctx.binary = args.binary
+    ctx.plugin = args.plugin
     source = pathlib.Path(args.source)
     ctx.model = os.environ.get("MI_TEST_FALL_MODEL") or str(
         source / "examples" / "fall-detection" / "model.onnx")
