@@ -545,6 +545,11 @@ EOF
 
 backend http_replicas
     balance $BALANCE
+    # Wait for the whole request body before picking a replica: a request
+    # must be in haproxy's buffer to be sent again after a replica crashed
+    # mid-request (retry-on above).  Inference bodies are small; gRPC
+    # streams (the other backend) must not be buffered.
+    option http-buffer-request
     option httpchk GET /v2/health/ready
     http-check expect status 200
     default-server check inter $CHECK_INTERVAL fastinter 250ms fall $CHECK_FALL rise 2

@@ -292,6 +292,7 @@ class Load:
         self.sessions = []       # streams: (replica, t_open, t_close)
         self.cuts = []           # (replica, t, status, had a request out)
         self.problems = []       # test-side errors (not request failures)
+        self.details = []        # what unexpected gRPC failures said
 
     def record(self, kind, t0, outcome, replica):
         with self.lock:
@@ -337,6 +338,11 @@ class Load:
                     self.record(kind, t0, "ok", served_by(call))
                 except grpc.RpcError as e:
                     self.record(kind, t0, e.code().name, "?")
+                    if e.code() != grpc.StatusCode.UNAVAILABLE:
+                        with self.lock:
+                            self.details.append(
+                                f"{kind} at {t0:.3f}: {e.code().name} "
+                                f"{e.details()!r}")
                 rid += 1
                 time.sleep(PAUSE_S)
 
@@ -651,7 +657,8 @@ def case_retry(ctx):
           f"{len(retrying) - len(r_failed)}, failed {len(r_failed)}; "
           f"without (alongside): sent {len(plain)}, failed {len(p_failed)}"
           f" ({dict(Counter(r[3] for r in p_failed))})")
-    fail_on([f"retrying client: {r[3]} at {r[1]:.3f}" for r in r_failed])
+    fail_on([f"retrying client: {r[3]} at {r[1]:.3f}" for r in r_failed]
+            + load.details)
     check(all(r[3] == "UNAVAILABLE" for r in p_failed),
           f"the client without retries failed with "
           f"{dict(Counter(r[3] for r in p_failed))}; only UNAVAILABLE is "
