@@ -5,9 +5,10 @@
  * that loads, registers, runs through the host and counts with the host's
  * counter service; and each refusal with its exact message: ABI too new,
  * no entry symbol, a built-in's name, two files with one name, a missing
- * callback, a file that is no shared object.  Then the trust rules of a
- * pipeline's "plugins" list: plain names in the plugin directory, paths
- * outside it, references not pinned by digest.
+ * callback, a file that is no shared object.  A built-in step's own source
+ * compiled as a shared object runs like the built-in.  Then the trust
+ * rules of a pipeline's "plugins" list: plain names in the plugin
+ * directory, paths outside it, references not pinned by digest.
  *
  * Every case unloads what it loaded (mi_loader_unload_all), so the
  * registry is back to the built-ins, which each case checks.
@@ -21,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,6 +222,70 @@ test_name_of_a_builtin(void **state)
              "plugin 'scale' in %s: name already used by built-in step",
              path);
     expect_refused(path, MI_EEXIST, msg);
+}
+
+/*
+ * The built-in "normalize" compiled as a shared object from its own source
+ * (tests/CMakeLists.txt): its descriptor passes every check of the loader
+ * (only its name, taken by the built-in, is refused), and run through the
+ * host it gives, bit for bit, what the built-in gives.
+ */
+static void
+test_builtin_source_as_shared_object(void **state)
+{
+    const char *params = "{\"mean\": [1, -2, 0.5], \"std\": [2, 3, 0.25]}";
+    const mi_plugin_desc *builtin = NULL;
+    const mi_plugin_desc *shared;
+    mi_plugin_entry_fn    entry;
+    mi_test_step          a;
+    mi_test_step          b;
+    mi_tensor_list        in;
+    mi_tensor_list        out_a;
+    mi_tensor_list        out_b;
+    mi_error              err;
+    char                  path[1024];
+    char                  msg[2048];
+    float                 x[2 * 3];
+    void                 *so;
+
+    (void)state;
+    plugin_path(path, sizeof(path), "builtin_normalize");
+    snprintf(msg, sizeof(msg),
+             "plugin 'normalize' in %s: name already used by built-in step",
+             path);
+    expect_refused(path, MI_EEXIST, msg);
+
+    so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (so == NULL) {
+        fail_msg("dlopen %s: %s", path, dlerror());
+    }
+    *(void **)&entry = dlsym(so, MI_PLUGIN_ENTRY_SYMBOL);
+    assert_non_null(entry);
+    shared = entry();
+    mi_error_clear(&err);
+    ASSERT_OK(mi_registry_check_desc(shared, path, &err), err);
+    ASSERT_OK(mi_registry_find(MI_PLUGIN_TRANSFORM, "normalize", &builtin,
+                               &err),
+              err);
+    assert_ptr_not_equal(shared, builtin);
+
+    for (size_t i = 0; i < 6; i++) {
+        x[i] = (float)i * 0.7f - 1.1f;
+    }
+    memset(&in, 0, sizeof(in));
+    in.n_tensors = 1;
+    mi_test_tensor_set(&in.tensors[0], "x", MI_DTYPE_FP32, MI_TEST_DIMS(2, 3),
+                       x, sizeof(x));
+    mi_test_step_open(&a, builtin, "pre[0].params", params);
+    mi_test_step_open(&b, shared, "pre[0].params", params);
+    mi_test_step_apply(&a, &in, &out_a);
+    mi_test_step_apply(&b, &in, &out_b);
+    ASSERT_SHAPE(&out_b.tensors[0], 2, 3);
+    assert_memory_equal(out_a.tensors[0].data, out_b.tensors[0].data,
+                        sizeof(x));
+    mi_test_step_close(&b);
+    mi_test_step_close(&a);
+    dlclose(so);
 }
 
 static void
@@ -425,6 +491,8 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_abi_too_new, case_teardown),
         cmocka_unit_test_teardown(test_no_entry_symbol, case_teardown),
         cmocka_unit_test_teardown(test_name_of_a_builtin, case_teardown),
+        cmocka_unit_test_teardown(test_builtin_source_as_shared_object,
+                                  case_teardown),
         cmocka_unit_test_teardown(test_two_files_one_name, case_teardown),
         cmocka_unit_test_teardown(test_missing_callback, case_teardown),
         cmocka_unit_test_teardown(test_not_a_shared_object, case_teardown),
