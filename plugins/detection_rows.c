@@ -300,3 +300,30 @@ mi_detection_rows_rank(const float *scores, size_t first, size_t n,
         qsort(out, n, sizeof(*out), detection_rows_rank_cmp);
     }
 }
+
+mi_status
+mi_detection_rows_begin(const mi_detection_rows *rows, mi_ctx *ctx,
+                        const mi_tensor_list *in, uint32_t idx[3],
+                        size_t *n_rows, uint8_t **keep,
+                        mi_detection_rank **items, mi_error *err)
+{
+    size_t n;
+
+    if (mi_detection_rows_find(rows, in, idx, err) != MI_OK) {
+        return MI_EINVAL;
+    }
+    n = (size_t)in->tensors[idx[1]].shape[0];
+    if (items != NULL && n > UINT32_MAX) {
+        return mi_error_set(err, MI_EINVAL, "%s: %zu boxes are too many",
+                            rows->step, n);
+    }
+    *keep = rows->host->ctx_alloc(ctx, n + 1);
+    if (items != NULL) {
+        *items = rows->host->ctx_alloc(ctx, (n + 1) * sizeof(**items));
+    }
+    if (*keep == NULL || (items != NULL && *items == NULL)) {
+        return mi_error_set(err, MI_ENOMEM, "%s: out of memory", rows->step);
+    }
+    *n_rows = n;
+    return MI_OK;
+}

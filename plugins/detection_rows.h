@@ -52,6 +52,22 @@ mi_status mi_detection_rows_find(const mi_detection_rows *rows,
                                  const mi_tensor_list *in, uint32_t idx[3],
                                  mi_error *err);
 
+/* One row of an image's detections, for ranking. */
+typedef struct mi_detection_rank {
+    float    score;
+    uint32_t row;
+} mi_detection_rank;
+
+/*
+ * The start of a filter step's apply: mi_detection_rows_find, then *n_rows
+ * (K) and, from the request arena, keep[K + 1] and, when `items` is not
+ * NULL, items[K + 1] for ranking (K must then fit a uint32_t row index).
+ */
+mi_status mi_detection_rows_begin(const mi_detection_rows *rows, mi_ctx *ctx,
+                                  const mi_tensor_list *in, uint32_t idx[3],
+                                  size_t *n_rows, uint8_t **keep,
+                                  mi_detection_rank **items, mi_error *err);
+
 /*
  * Writes the rows whose keep flag (one per row, 0 or 1) is set into new
  * tensors of the same names, in their order, and counts them per image;
@@ -61,12 +77,6 @@ mi_status mi_detection_rows_emit(const mi_detection_rows *rows, mi_ctx *ctx,
                                  const mi_tensor_list *in,
                                  const uint32_t idx[3], const uint8_t *keep,
                                  mi_tensor_list *out, mi_error *err);
-
-/* One row of an image's detections, for ranking. */
-typedef struct mi_detection_rank {
-    float    score;
-    uint32_t row;
-} mi_detection_rank;
 
 /*
  * Fills out[0..n) with rows first .. first+n-1 ordered best first: highest

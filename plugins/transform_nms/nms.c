@@ -179,21 +179,16 @@ nm_apply(void *state, mi_ctx *ctx, const mi_tensor_list *in,
     mi_detection_rank *items;
     nm_box            *box;
 
-    if (mi_detection_rows_find(&nm->rows, in, idx, err) != MI_OK) {
-        return MI_EINVAL;
+    mi_status rc = mi_detection_rows_begin(&nm->rows, ctx, in, idx, &n_rows,
+                                           &keep, &items, err);
+    if (rc != MI_OK) {
+        return rc;
     }
-    s      = &in->tensors[idx[1]];
-    n_rows = (size_t)s->shape[0];
-    if (n_rows > UINT32_MAX) {
-        return mi_error_set(err, MI_EINVAL, NM_NAME ": %zu boxes are too many",
-                            n_rows);
-    }
-    keep  = nm->rows.host->ctx_alloc(ctx, n_rows + 1);
-    items = nm->rows.host->ctx_alloc(ctx, (n_rows + 1) * sizeof(*items));
-    box   = nm->rows.host->ctx_alloc(ctx, (n_rows + 1) * sizeof(*box));
-    if (keep == NULL || items == NULL || box == NULL) {
+    box = nm->rows.host->ctx_alloc(ctx, (n_rows + 1) * sizeof(*box));
+    if (box == NULL) {
         return mi_error_set(err, MI_ENOMEM, NM_NAME ": out of memory");
     }
+    s = &in->tensors[idx[1]];
     b = &in->tensors[idx[0]];
     c = &in->tensors[idx[2]];
     nm_select(nm, b->data, (size_t)b->shape[1], s->data, c->data, c->shape[0],

@@ -94,15 +94,12 @@ st_apply(void *state, mi_ctx *ctx, const mi_tensor_list *in,
     size_t           n_rows;
     uint8_t         *keep;
 
-    if (mi_detection_rows_find(&st->rows, in, idx, err) != MI_OK) {
-        return MI_EINVAL;
+    mi_status rc = mi_detection_rows_begin(&st->rows, ctx, in, idx, &n_rows,
+                                           &keep, NULL, err);
+    if (rc != MI_OK) {
+        return rc;
     }
-    s      = &in->tensors[idx[1]];
-    n_rows = (size_t)s->shape[0];
-    keep   = st->rows.host->ctx_alloc(ctx, n_rows + 1);
-    if (keep == NULL) {
-        return mi_error_set(err, MI_ENOMEM, ST_NAME ": out of memory");
-    }
+    s = &in->tensors[idx[1]];
     st_select(st, s->data, n_rows, keep);
     return mi_detection_rows_emit(&st->rows, ctx, in, idx, keep, out, err);
 }

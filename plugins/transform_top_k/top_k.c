@@ -112,20 +112,12 @@ tk_apply(void *state, mi_ctx *ctx, const mi_tensor_list *in,
     uint8_t         *keep;
     mi_detection_rank *items;
 
-    if (mi_detection_rows_find(&tk->rows, in, idx, err) != MI_OK) {
-        return MI_EINVAL;
+    mi_status rc = mi_detection_rows_begin(&tk->rows, ctx, in, idx, &n_rows,
+                                           &keep, &items, err);
+    if (rc != MI_OK) {
+        return rc;
     }
-    s      = &in->tensors[idx[1]];
-    n_rows = (size_t)s->shape[0];
-    if (n_rows > UINT32_MAX) {
-        return mi_error_set(err, MI_EINVAL, TK_NAME ": %zu boxes are too many",
-                            n_rows);
-    }
-    keep  = tk->rows.host->ctx_alloc(ctx, n_rows + 1);
-    items = tk->rows.host->ctx_alloc(ctx, (n_rows + 1) * sizeof(*items));
-    if (keep == NULL || items == NULL) {
-        return mi_error_set(err, MI_ENOMEM, TK_NAME ": out of memory");
-    }
+    s = &in->tensors[idx[1]];
     c = &in->tensors[idx[2]];
     tk_select(tk, s->data, c->data, c->shape[0], items, keep);
     return mi_detection_rows_emit(&tk->rows, ctx, in, idx, keep, out, err);

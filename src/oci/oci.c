@@ -28,12 +28,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/str.h"
 #include "modinfer/plugin.h"
@@ -222,14 +222,6 @@ oci_write_atomic(const char *path, const void *data, size_t n, mi_error *err)
     return MI_OK;
 }
 
-static double
-oci_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
 /* ---- Configuration ---- */
 
 mi_status
@@ -348,7 +340,7 @@ oci_download(oci_fetch *f, const char *url, const char *digest,
     mi_oci_xfer x;
     FILE       *file;
     int         fd;
-    double      t0 = oci_now_ms();
+    uint64_t    t0 = mi_clock_ns();
     mi_status   rc;
 
     if (oci_fetch_conn(f, err) != MI_OK) {
@@ -407,7 +399,8 @@ oci_download(oci_fetch *f, const char *url, const char *digest,
         unlink(tmp);
     } else if (!oci_opts.is_bar) {
         MI_LOG_INFO("oci", "pulled '%s' %.19s... size=%lld bytes in %.0f ms",
-                    title, digest, (long long)x.n_body, oci_now_ms() - t0);
+                    title, digest, (long long)x.n_body,
+                    (double)(mi_clock_ns() - t0) / 1e6);
     }
     mi_oci_xfer_fini(&x);
     return rc;
@@ -1034,7 +1027,7 @@ oci_push_blob(oci_push *p, const mi_oci_desc *d, const char *file,
     char        put[4200];
     mi_oci_xfer x;
     FILE       *in = NULL;
-    double      t0 = oci_now_ms();
+    uint64_t    t0 = mi_clock_ns();
     mi_status   rc;
 
     snprintf(what, sizeof(what), "%s: blob '%.100s'", p->ref_short,
@@ -1106,7 +1099,7 @@ oci_push_blob(oci_push *p, const mi_oci_desc *d, const char *file,
     if (rc == MI_OK && !oci_opts.is_bar) {
         MI_LOG_INFO("oci", "pushed '%s' %.19s... size=%lld bytes in %.0f ms",
                     d->title, d->digest, (long long)d->size,
-                    oci_now_ms() - t0);
+                    (double)(mi_clock_ns() - t0) / 1e6);
     }
     mi_oci_xfer_fini(&x);
     return rc;

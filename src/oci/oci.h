@@ -57,6 +57,13 @@ bool mi_oci_is_ref(const char *s);
 bool mi_oci_is_pinned(const char *s);
 
 /*
+ * Writes into out the pinned form of a reference, for messages:
+ * oci://host/repo@sha256:<digest>, or the URL with #sha256=<sha-256 of the
+ * file>.  An oci:// reference that does not parse is written as it is.
+ */
+void mi_oci_pin_hint(const char *s, char *out, size_t size);
+
+/*
  * Makes the artifact `ref` (borrowed) of `kind` ("model", "plugin" or
  * "pipeline") available in the cache and writes the path of its file:
  * for a model or a plugin, the verified blob under the name of its title

@@ -300,6 +300,22 @@ mi_oci_is_pinned(const char *s)
 }
 
 void
+mi_oci_pin_hint(const char *s, char *out, size_t size)
+{
+    mi_oci_ref r;
+
+    if (strncmp(s, "oci://", 6) != 0) {
+        /* A URL: whatever it had after '#' gives way to the hash. */
+        snprintf(out, size, "%.*s#sha256=<sha-256 of the file>",
+                 (int)strcspn(s, "#"), s);
+    } else if (mi_oci_ref_parse(s, &r, NULL) == MI_OK) {
+        snprintf(out, size, "oci://%s/%s@sha256:<digest>", r.host, r.repo);
+    } else {
+        snprintf(out, size, "%s", s);
+    }
+}
+
+void
 mi_oci_ref_shorten(const char *s, char *out, size_t size)
 {
     size_t o = 0;

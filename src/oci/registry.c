@@ -24,10 +24,10 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/str.h"
 
@@ -49,14 +49,6 @@ typedef struct registry_progress {
     double      t_last;
     bool        is_drawn;
 } registry_progress;
-
-static double
-registry_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void
 registry_progress_draw(registry_progress *p, curl_off_t done,
@@ -84,7 +76,7 @@ registry_on_progress(void *user, curl_off_t dl_total, curl_off_t dl_now,
                      curl_off_t ul_total, curl_off_t ul_now)
 {
     registry_progress *p   = user;
-    double             now = registry_now();
+    double             now = (double)mi_clock_ns() / 1e9;
 
     if (now - p->t_last >= 0.1) {
         p->t_last = now;

@@ -32,6 +32,7 @@
 #include "core/log.h"
 #include "core/str.h"
 #include "plugin/registry.h"
+#include "server/codec_oip_json.h"
 
 #define REPO_NAME_MAX   MI_CONFIG_NAME_MAX
 #define REPO_PATH_MAX   1024
@@ -158,6 +159,18 @@ repo_retire_locked(mi_repository *r, size_t i)
     r->retired = v;
 }
 
+/* Retires v if it is still served; locked. */
+static void
+repo_withdraw_locked(mi_repository *r, const repo_version *v)
+{
+    for (size_t k = 0; k < r->n_live; k++) {
+        if (r->live[k] == v) {
+            repo_retire_locked(r, k);
+            return;
+        }
+    }
+}
+
 /*
  * Puts v in the table, retiring the version it replaces (the same name and
  * version) and `also` (the version v's file served before, when it named
@@ -183,14 +196,7 @@ repo_publish(mi_repository *r, repo_version *v, repo_version *also,
         r->live     = nl;
         r->cap_live = cap;
     }
-    if (also != NULL) {
-        for (size_t k = 0; k < r->n_live; k++) {
-            if (r->live[k] == also) {
-                repo_retire_locked(r, k);
-                break;
-            }
-        }
-    }
+    repo_withdraw_locked(r, also);
     i = repo_live_find(r, name, version, &found);
     if (found) {
         repo_retire_locked(r, i);
@@ -208,15 +214,10 @@ repo_publish(mi_repository *r, repo_version *v, repo_version *also,
 
 /* Retires v if it is still served. */
 static void
-repo_withdraw(mi_repository *r, repo_version *v)
+repo_withdraw(mi_repository *r, const repo_version *v)
 {
     pthread_mutex_lock(&r->lock);
-    for (size_t k = 0; k < r->n_live; k++) {
-        if (r->live[k] == v) {
-            repo_retire_locked(r, k);
-            break;
-        }
-    }
+    repo_withdraw_locked(r, v);
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -580,6 +581,15 @@ repo_scan(mi_repository *r, mi_error *first)
 
 /* ---- Watcher ---- */
 
+/* A rescan now, in the calling thread (failures are logged). */
+static void
+repo_rescan(mi_repository *r)
+{
+    pthread_mutex_lock(&r->load_lock);
+    (void)repo_scan(r, NULL);
+    pthread_mutex_unlock(&r->load_lock);
+}
+
 static void *
 repo_watch_main(void *arg)
 {
@@ -612,7 +622,7 @@ repo_watch_main(void *arg)
         pthread_mutex_unlock(&r->watch_lock);
 
         if (rescan) {
-            mi_repository_rescan(r);
+            repo_rescan(r);
             next_poll = mi_clock_ns() +
                         (uint64_t)r->watch_interval_ms * 1000000u;
         }
@@ -749,22 +759,6 @@ mi_repository_count(mi_repository *r)
     return n;
 }
 
-bool
-mi_repository_is_loaded(mi_repository *r)
-{
-    return atomic_load(&r->is_loaded);
-}
-
-size_t
-mi_repository_rescan(mi_repository *r)
-{
-    size_t n_failed;
-
-    pthread_mutex_lock(&r->load_lock);
-    n_failed = repo_scan(r, NULL);
-    pthread_mutex_unlock(&r->load_lock);
-    return n_failed;
-}
 
 void
 mi_repository_request_rescan(mi_repository *r)
@@ -931,11 +925,7 @@ mi_repository_acquire_default(mi_repository *r, mi_pipeline **out,
 {
     char name[REPO_NAME_MAX];
 
-    if (!atomic_load(&r->is_loaded)) {
-        *out = NULL;
-        return mi_error_set(err, MI_EUNAVAIL,
-                            "not ready: the pipelines are loading");
-    }
+    /* Before the start-up load, acquire answers MI_EUNAVAIL. */
     if (r->default_model[0] != '\0') {
         return mi_repository_acquire(r, r->default_model, NULL, out, err);
     }
@@ -990,20 +980,9 @@ mi_repository_versions(mi_repository *r, const char *name,
 }
 
 static void
-repo_json_string(mi_buf *b, const char *s)
+repo_append_string(mi_buf *b, const char *s)
 {
-    mi_buf_append(b, "\"", 1);
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            mi_buf_appendf(b, "\\%c", c);
-        } else if (c < 0x20) {
-            mi_buf_appendf(b, "\\u%04x", c);
-        } else {
-            mi_buf_append(b, s, 1);
-        }
-    }
-    mi_buf_append(b, "\"", 1);
+    mi_codec_oip_json_append_string(b, s, strlen(s));
 }
 
 static void
@@ -1012,16 +991,16 @@ repo_index_entry(mi_buf *b, bool *first, const char *name,
 {
     mi_buf_appends(b, *first ? "{\"name\":" : ",{\"name\":");
     *first = false;
-    repo_json_string(b, name);
+    repo_append_string(b, name);
     if (version != NULL && version[0] != '\0') {
         mi_buf_appends(b, ",\"version\":");
-        repo_json_string(b, version);
+        repo_append_string(b, version);
     }
     mi_buf_appends(b, ",\"state\":");
-    repo_json_string(b, state);
+    repo_append_string(b, state);
     if (reason != NULL) {
         mi_buf_appends(b, ",\"reason\":");
-        repo_json_string(b, reason);
+        repo_append_string(b, reason);
     }
     mi_buf_append(b, "}", 1);
 }

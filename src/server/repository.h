@@ -74,15 +74,11 @@ mi_status mi_repository_create(const mi_repository_options *opts,
 mi_status mi_repository_load_all(mi_repository *r, mi_error *err);
 
 /*
- * Rescans the paths now, in the calling thread: loads new and changed
- * files, retires the versions of removed files.  Failures are logged and
- * shown by the index; what served goes on serving.  Returns the number of
- * files that failed.
+ * Asks the watcher thread to rescan the paths soon: it loads new and
+ * changed files and retires the versions of removed files.  Failures are
+ * logged and shown by the index; what served goes on serving.  Call it
+ * from a normal thread (such as main after sigwait), not a signal handler.
  */
-size_t mi_repository_rescan(mi_repository *r);
-
-/* Asks the watcher thread to rescan soon (async-signal context excluded:
- * call it from a normal thread, such as main after sigwait). */
 void mi_repository_request_rescan(mi_repository *r);
 
 /*
@@ -139,9 +135,6 @@ void mi_repository_index_json(mi_repository *r, mi_buf *out);
 
 /* The number of served versions. */
 size_t mi_repository_count(mi_repository *r);
-
-/* True once the start-up load has finished. */
-bool mi_repository_is_loaded(mi_repository *r);
 
 /*
  * Stops the watcher, then every pipeline (each finishes what it accepted:
