@@ -318,8 +318,7 @@ oip_decode_input(const mi_format *declared,
 
 mi_status
 mi_codec_oip_decode_request(mi_server *srv, const uint8_t *buf, size_t len,
-                            mi_request *req, mi_pipeline **pipeline,
-                            mi_error *err)
+                            mi_request *req, mi_error *err)
 {
     ProtobufCAllocator               alloc;
     Inference__ModelInferRequest    *msg;
@@ -351,7 +350,6 @@ mi_codec_oip_decode_request(mi_server *srv, const uint8_t *buf, size_t len,
         return rc;
     }
     /* Held from here on, even if the rest fails: the caller releases. */
-    *pipeline      = p;
     req->served_by = p;
     declared = mi_pipeline_input_format(p);
     outputs  = mi_pipeline_output_format(p);

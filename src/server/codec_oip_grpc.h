@@ -21,11 +21,12 @@
  * MI_EUNAVAIL), decodes every input from typed contents or
  * raw_input_contents into req->inputs, converted to and checked against the
  * declared format, and keeps the request's id and requested outputs in the
- * arena for the response.  *pipeline is the model to submit to.
+ * arena for the response.  req->served_by is the model to submit to (a
+ * reference the caller gives back), set once found, even on failure.
  */
 mi_status mi_codec_oip_decode_request(mi_server *srv, const uint8_t *buf,
                                       size_t len, mi_request *req,
-                                      mi_pipeline **pipeline, mi_error *err);
+                                      mi_error *err);
 
 /*
  * Encodes the ModelInferResponse of a finished request, in two steps like

@@ -509,31 +509,32 @@ grpc_stream_on_done(mi_request *req, void *user)
     }
 }
 
-/* Decodes one message into req; *p is the pipeline to submit to. */
+/*
+ * Decodes one message into req; req->served_by is the pipeline to submit
+ * to (a reference), once the model is found, even if decoding fails.
+ */
 static mi_status
 grpc_decode(grpc_stream *s, const uint8_t *data, size_t len, mi_request *req,
-            mi_pipeline **p, mi_error *err)
+            mi_error *err)
 {
     mi_server *ctx = s->srv->ctx;
 
-    *p = NULL;
     if (s->protocol == GRPC_PROTOCOL_EXTENDED ||
         s->protocol == GRPC_PROTOCOL_BASIC) {
-        if (mi_server_default_model(ctx, p, err) != MI_OK) {
+        if (mi_server_default_model(ctx, &req->served_by, err) != MI_OK) {
             req->id = mi_codec_peek_id(data, len); /* for the message */
             return err->code;
         }
-        req->served_by = *p;
     }
     switch (s->protocol) {
     case GRPC_PROTOCOL_EXTENDED:
-        return mi_codec_tf_decode_request(mi_pipeline_input_format(*p), data,
-                                          len, req, err);
+        return mi_codec_tf_decode_request(
+            mi_pipeline_input_format(req->served_by), data, len, req, err);
     case GRPC_PROTOCOL_BASIC:
-        return mi_codec_basic_decode_request(mi_pipeline_input_format(*p),
-                                             data, len, req, err);
+        return mi_codec_basic_decode_request(
+            mi_pipeline_input_format(req->served_by), data, len, req, err);
     default:
-        return mi_codec_oip_decode_request(ctx, data, len, req, p, err);
+        return mi_codec_oip_decode_request(ctx, data, len, req, err);
     }
 }
 
@@ -616,7 +617,8 @@ grpc_stream_on_recv(grpc_stream *s, bool ok)
     if (rc == MI_OK) {
         req->time_arrival_ns = t0;
         rc = grpc_decode(s, GRPC_SLICE_START_PTR(slice),
-                         GRPC_SLICE_LENGTH(slice), req, &p, &err);
+                         GRPC_SLICE_LENGTH(slice), req, &err);
+        p  = req->served_by;
     }
     grpc_slice_unref(slice);
     if (p == NULL && rc != MI_OK) {
