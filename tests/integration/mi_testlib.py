@@ -3,22 +3,22 @@
 
 Importing this module imports grpc and mi_proto; when either is missing it
 prints a "skip:" line and exits with 77, unless CI=true, where the
-ImportError is raised. It also provides the CaseFailure/check/fail_on
-helpers, rpc_text, the one-line-per-case runner with its closing SIGTERM
-case, the queue-fed request iterator of bidi streams, and loaders for the
-generated OIP and gRPC health modules.
+ImportError is raised. It also re-exports the CaseFailure/check/fail_on
+helpers of mi_cases and provides rpc_text, the one-line-per-case runners
+(run_case, Results) with the closing SIGTERM case, starting and leaving a
+server with the summary line, the queue-fed request iterator of bidi
+streams, and loaders for the generated OIP and gRPC health modules.
 """
 
 import importlib.util
-import os
 import pathlib
 import sys
 import time
-import traceback
 
+import mi_cases
 import mi_server
-
-IS_CI = os.environ.get("CI", "").lower() == "true"
+from mi_cases import (IS_CI, CaseFailure, check, fail_on, run_one, summary,
+                      setup_failed)
 
 try:
     import grpc
@@ -31,26 +31,9 @@ except ImportError as missing:
     sys.exit(77)
 
 __all__ = ["IS_CI", "grpc", "mi_proto", "CaseFailure", "check", "fail_on",
-           "rpc_text", "run_case", "sigterm_case", "END", "drain",
-           "load_oip", "load_health_pb2"]
-
-
-class CaseFailure(AssertionError):
-    """A case's expectation did not hold; the message says which."""
-
-
-def check(cond, message):
-    if not cond:
-        raise CaseFailure(message)
-
-
-def fail_on(problems, limit=6):
-    """Raises CaseFailure listing up to limit of problems, if there are any."""
-    if problems:
-        more = (f"\n    ... and {len(problems) - limit} more"
-                if len(problems) > limit else "")
-        raise CaseFailure(f"{len(problems)} problem(s):\n    "
-                          + "\n    ".join(problems[:limit]) + more)
+           "rpc_text", "Results", "run_case", "sigterm_case", "start_server",
+           "end_server", "finish", "END", "drain", "load_oip",
+           "load_health_pb2"]
 
 
 def rpc_text(e):
@@ -59,6 +42,15 @@ def rpc_text(e):
 
 # ---- Case runner ----
 
+class Results(mi_cases.Results):
+    """mi_cases.Results that reports a grpc.RpcError as unexpected."""
+
+    unexpected = (grpc.RpcError,)
+
+    def describe(self, e):
+        return rpc_text(e)
+
+
 def run_case(srv, ctx, name, fn, rpc_errors=False):
     """Runs fn(ctx) and prints its "ok"/"FAIL" line; True when it passed.
 
@@ -66,29 +58,16 @@ def run_case(srv, ctx, name, fn, rpc_errors=False):
     as unexpected, with a short traceback unless rpc_errors is set and it is
     a grpc.RpcError.
     """
-    t0 = time.monotonic()
     if not srv.alive():
         print(f"FAIL {name}: server is not running (exit code "
               f"{srv.proc.returncode})")
         return False
-    try:
-        note = fn(ctx)
-        ok = True
-        print(f"ok   {name}  ({time.monotonic() - t0:.2f} s)"
-              + (f"  {note}" if note else ""))
-    except CaseFailure as e:
-        ok = False
-        print(f"FAIL {name}  ({time.monotonic() - t0:.2f} s): {e}")
-    except Exception as e:  # a test bug or an unexpected error
-        ok = False
-        if rpc_errors and isinstance(e, grpc.RpcError):
-            print(f"FAIL {name}  ({time.monotonic() - t0:.2f} s): "
-                  f"unexpected {rpc_text(e)}")
-        else:
-            print(f"FAIL {name}: unexpected {type(e).__name__}: {e}")
-            traceback.print_exc(limit=4, file=sys.stdout)
-    sys.stdout.flush()
-    return ok
+    explain = None
+    if rpc_errors:
+        def explain(e):
+            return (f"unexpected {rpc_text(e)}"
+                    if isinstance(e, grpc.RpcError) else None)
+    return run_one(name, fn, ctx, explain=explain)
 
 
 def sigterm_case(srv):
@@ -104,6 +83,40 @@ def sigterm_case(srv):
     except (CaseFailure, mi_server.ServerError) as e:
         print(f"FAIL sigterm_exit_0: {str(e).splitlines()[0]}")
         return False
+
+
+def start_server(binary, pipeline, extra_args=(), **kwargs):
+    """A started mi_server.Server, its pid, port and log printed; None,
+    after "FAIL server_start" and "0 passed, 1 failed", when it failed."""
+    srv = mi_server.Server(binary, pipeline, extra_args, **kwargs)
+    try:
+        srv.__enter__()
+    except mi_server.ServerError as e:
+        setup_failed(f"server_start: {e}")
+        return None
+    print(f"server: pid {srv.proc.pid}, 127.0.0.1:{srv.port}, "
+          f"log {srv.proc.mi_log_path}")
+    return srv
+
+
+def end_server(srv, passed, failed, tail=40):
+    """Prints the server log's tail when anything failed, leaves srv and
+    prints the summary; returns the exit code."""
+    if failed:
+        srv.failed = True
+        print(f"--- server log tail ({srv.proc.mi_log_path})")
+        print(srv.tail(tail))
+    srv.__exit__(None, None, None)
+    return summary(passed, failed)
+
+
+def finish(srv, res):
+    """sigterm_case counted in res, then end_server; the exit code."""
+    if sigterm_case(srv):
+        res.passed += 1
+    else:
+        res.failed += 1
+    return end_server(srv, res.passed, res.failed)
 
 
 # ---- Request iterators fed from a queue ----

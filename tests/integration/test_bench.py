@@ -36,7 +36,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -44,8 +43,8 @@ sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, str(HERE))
 
 import mi_server  # noqa: E402
+from mi_cases import IS_CI, CaseFailure, Results, check, summary  # noqa: E402,E501
 
-IS_CI = os.environ.get("CI", "").lower() == "true"
 HTTP_RE = re.compile(r"http listening on (\S+):(\d+)")
 SAMPLE_RE = re.compile(r'^mi_requests_total\{([^}]*)\}\s+(\S+)$')
 LABEL_RE = re.compile(r'(\w+)="([^"]*)"')
@@ -60,36 +59,6 @@ PROTOCOLS = [
     ("oip-grpc unary", ["--protocol", "oip-grpc", "--unary"], "oip_grpc"),
     ("oip-http", ["--protocol", "oip-http"], "oip_http"),
 ]
-
-
-class CaseFailure(AssertionError):
-    """An expectation did not hold; the message says which."""
-
-
-def check(cond, message):
-    if not cond:
-        raise CaseFailure(message)
-
-
-class Results:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def run(self, name, fn, *args):
-        t0 = time.monotonic()
-        try:
-            note = fn(*args)
-        except CaseFailure as e:
-            self.failed += 1
-            print(f"FAIL {name}  ({time.monotonic() - t0:.2f} s): {e}")
-            sys.stdout.flush()
-            return False
-        self.passed += 1
-        print(f"ok   {name}  ({time.monotonic() - t0:.2f} s)"
-              + (f"  {note}" if note else ""))
-        sys.stdout.flush()
-        return True
 
 
 def requests_total(http_port):
@@ -266,8 +235,7 @@ def main():
         results.run(f"open loop at {OPEN_RATE:.0f} req/s",
                     open_loop_rate, ctx)
         srv.stop()
-    print(f"{results.passed} passed, {results.failed} failed")
-    return 0 if results.failed == 0 else 1
+    return summary(results.passed, results.failed)
 
 
 if __name__ == "__main__":

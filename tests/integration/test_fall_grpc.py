@@ -22,7 +22,6 @@ every case passed, 1 otherwise, and 77 (skip) when the Python grpc packages
 are missing, unless CI=true.
 """
 
-import argparse
 import csv
 import json
 import pathlib
@@ -38,11 +37,10 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, str(HERE))
 
-import mi_server  # noqa: E402
-
 from mi_testlib import (  # noqa: E402
     grpc, mi_proto, CaseFailure, check, fail_on, rpc_text, run_case,
-    sigterm_case, END, drain)
+    sigterm_case, start_server, end_server, END, drain)
+from mi_cases import load_windows, pick, reference_args, setup_failed  # noqa: E402,E501
 
 TOL = 1e-5
 INPUT = "array"
@@ -58,19 +56,6 @@ ENCODINGS = ("int32_val", "int16_val", "int32_content", "int16_content")
 
 
 # ---- Reference data ----
-
-def load_windows(vectors):
-    """The 31 reference windows: dicts with id, label, flat raw, want."""
-    windows = []
-    for group in ("client_samples", "dataset_windows", "benchmark_windows"):
-        for w in vectors[group]:
-            flat = [int(v) for row in w["raw"] for v in row]
-            if len(flat) != N_ELEMENTS:
-                raise ValueError(f"{group} id {w['id']}: {len(flat)} values")
-            label = w.get("name") or f"{group}#{w['id']}"
-            windows.append({"id": int(w["id"]), "label": label, "flat": flat,
-                            "want": float(w["output_f32"])})
-    return windows
 
 
 def load_stream_windows(vectors, csv_path):
@@ -714,21 +699,8 @@ CASES = [
 # ---- Runner ----
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--binary", required=True, help="the modinfer executable")
-    p.add_argument("--pipeline", required=True,
-                   help="examples/fall-detection/pipeline.json")
-    p.add_argument("--vectors", required=True,
-                   help="reference/fall-detection/vectors.json")
-    p.add_argument("--stream-csv",
-                   help="stream.csv (default: beside vectors.json)")
-    p.add_argument("--proto", help="proto folder (default: <repo>/proto)")
-    p.add_argument("--server-arg", action="append", default=[],
-                   help="extra server argument, e.g. --server-arg=--workers=4")
-    p.add_argument("--case", action="append", default=[],
-                   help="run only cases whose name contains this")
-    p.add_argument("--list", action="store_true", help="list cases and exit")
-    return p.parse_args(argv)
+    return reference_args(__doc__, "--workers=4",
+                          stream_csv=True).parse_args(argv)
 
 
 def main(argv):
@@ -736,43 +708,28 @@ def main(argv):
     if args.list:
         print("\n".join(name for name, _ in CASES))
         return 0
-    cases = [(n, f) for n, f in CASES
-             if not args.case or any(c in n for c in args.case)]
+    cases = pick(CASES, args.case)
 
     try:
         vectors = json.loads(pathlib.Path(args.vectors).read_text())
-        windows = load_windows(vectors)
+        windows = load_windows(vectors, n_elements=N_ELEMENTS)
         csv_path = args.stream_csv or (pathlib.Path(args.vectors).parent
                                        / vectors["stream"]["file"])
         stream_windows = load_stream_windows(vectors, csv_path)
         pb = mi_proto.load(HERE.parents[1], args.proto)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
-        print(f"FAIL setup: {e}")
-        print("0 passed, 1 failed")
-        return 1
+        return setup_failed(f"setup: {e}")
 
-    srv = mi_server.Server(args.binary, args.pipeline, args.server_arg)
-    try:
-        srv.__enter__()
-    except mi_server.ServerError as e:
-        print(f"FAIL server_start: {e}")
-        print("0 passed, 1 failed")
+    srv = start_server(args.binary, args.pipeline, args.server_arg)
+    if srv is None:
         return 1
-    print(f"server: pid {srv.proc.pid}, 127.0.0.1:{srv.port}, "
-          f"log {srv.proc.mi_log_path}")
     try:
         passed, failed = run_cases(srv, cases, pb, windows, stream_windows)
     except BaseException:
         srv.__exit__(*sys.exc_info())
         raise
 
-    if failed:
-        srv.failed = True
-        print(f"--- server log tail ({srv.proc.mi_log_path})")
-        print(srv.tail(60))
-    srv.__exit__(None, None, None)
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    return end_server(srv, passed, failed, tail=60)
 
 
 def run_cases(srv, cases, pb, windows, stream_windows):

@@ -29,7 +29,6 @@ every check passed, 1 otherwise, and 77 (skip) when the Python grpc packages
 are missing, unless CI=true.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -47,7 +46,9 @@ sys.path.insert(0, str(HERE))
 import mi_server  # noqa: E402
 
 from mi_testlib import (  # noqa: E402
-    grpc, mi_proto, CaseFailure, check, rpc_text, load_health_pb2, load_oip)
+    grpc, mi_proto, CaseFailure, check, rpc_text, Results, start_server,
+    finish, setup_failed, load_health_pb2, load_oip)
+from mi_cases import reference_args  # noqa: E402
 
 TOL = 1e-5
 SLEEP_MS = 100
@@ -65,26 +66,6 @@ EXT_SERVICE = "extended_inference.ExtendedInferenceService"
 EXT_ID = 77
 
 
-class Results:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def run(self, name, fn, *args):
-        t0 = time.monotonic()
-        try:
-            note = fn(*args)
-        except CaseFailure as e:
-            self.failed += 1
-            print(f"FAIL {name}  ({time.monotonic() - t0:.2f} s): {e}")
-        except grpc.RpcError as e:
-            self.failed += 1
-            print(f"FAIL {name}: unexpected {rpc_text(e)}")
-        else:
-            self.passed += 1
-            print(f"ok   {name}  ({time.monotonic() - t0:.2f} s)"
-                  + (f"  {note}" if note else ""))
-        sys.stdout.flush()
 
 
 def slow_pipeline(src, folder):
@@ -381,16 +362,8 @@ def when_ready(srv, cli, res, http_port):
 # ---- Runner ----
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--binary", required=True, help="the modinfer executable")
-    p.add_argument("--pipeline", required=True,
-                   help="examples/fall-detection/pipeline.json")
-    p.add_argument("--vectors", required=True,
-                   help="reference/fall-detection/vectors.json")
-    p.add_argument("--proto", help="proto folder (default: <repo>/proto)")
-    p.add_argument("--server-arg", action="append", default=[],
-                   help="extra server argument, e.g. --server-arg=--workers=2")
-    return p.parse_args(argv)
+    return reference_args(__doc__, "--workers=2",
+                          cases=False).parse_args(argv)
 
 
 def main(argv):
@@ -405,9 +378,7 @@ def main(argv):
             health = load_health_pb2(pb.out_dir)
         except (OSError, ValueError, KeyError, RuntimeError,
                 ImportError) as e:
-            print(f"FAIL setup: {e}")
-            print("0 passed, 1 failed")
-            return 1
+            return setup_failed(f"setup: {e}")
         return run(args, res, pipeline, cfg, window, pb, health)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -415,17 +386,11 @@ def main(argv):
 
 def run(args, res, pipeline, cfg, window, pb, health):
     # Returns at the gRPC listening line, before the pipeline is loaded.
-    srv = mi_server.Server(args.binary, pipeline, args.server_arg,
-                           wait_ready=False)
-    try:
-        srv.__enter__()
-    except mi_server.ServerError as e:
-        print(f"FAIL server_start: {e}")
-        print("0 passed, 1 failed")
+    srv = start_server(args.binary, pipeline, args.server_arg,
+                       wait_ready=False)
+    if srv is None:
         return 1
     t_listen = time.monotonic()
-    print(f"server: pid {srv.proc.pid}, 127.0.0.1:{srv.port}, "
-          f"log {srv.proc.mi_log_path}")
     cli = None
     try:
         cli = Client(pb, health, f"127.0.0.1:{srv.port}", cfg, window)
@@ -451,23 +416,7 @@ def run(args, res, pipeline, cfg, window, pb, health):
     if cli is not None:
         cli.close()
 
-    t0 = time.monotonic()
-    try:
-        check(srv.alive(), f"server had exited with {srv.proc.returncode}")
-        srv.stop()
-        res.passed += 1
-        print(f"ok   sigterm_exit_0  ({time.monotonic() - t0:.2f} s)")
-    except (CaseFailure, mi_server.ServerError) as e:
-        srv.stopped = True
-        res.failed += 1
-        print(f"FAIL sigterm_exit_0: {str(e).splitlines()[0]}")
-    if res.failed:
-        srv.failed = True
-        print(f"--- server log tail ({srv.proc.mi_log_path})")
-        print(srv.tail(40))
-    srv.__exit__(None, None, None)
-    print(f"{res.passed} passed, {res.failed} failed")
-    return 0 if res.failed == 0 else 1
+    return finish(srv, res)
 
 
 if __name__ == "__main__":

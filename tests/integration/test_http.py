@@ -38,6 +38,8 @@ import threading
 import time
 import traceback
 
+from mi_cases import load_windows
+
 TOL = 1e-5
 MODEL = "fall-detection"
 INPUT = "array"
@@ -251,21 +253,6 @@ class Server:
 
 
 # ---- Reference data and requests ----
-
-def load_windows(path):
-    with open(path) as f:
-        vectors = json.load(f)
-    windows = []
-    for group in ("client_samples", "dataset_windows", "benchmark_windows"):
-        for w in vectors[group]:
-            flat = [int(v) for row in w["raw"] for v in row]
-            if len(flat) != N_ELEMENTS:
-                raise ValueError(f"{group} id {w['id']}: {len(flat)} values")
-            windows.append({"label": w.get("name") or f"{group}#{w['id']}",
-                            "raw": w["raw"], "flat": flat,
-                            "want": float(w["output_f32"])})
-    return windows
-
 
 def infer_doc(flat, datatype="INT32", shape=None, **extra):
     doc = {"inputs": [{"name": INPUT, "shape": shape or SHAPE,
@@ -886,7 +873,7 @@ def main(argv):
         print(f"FAIL server binary {args.binary} is missing\n"
               f"0 passed, 1 failed")
         return 1
-    windows = load_windows(args.vectors)
+    windows = load_windows(args.vectors, n_elements=N_ELEMENTS)
     with open(args.pipeline) as f:
         version = str(json.load(f).get("version", "1"))
 

@@ -33,7 +33,6 @@ packages. Prints one line per check and a last line "N passed, M failed";
 exits 0 when every check passed, 1 otherwise.
 """
 
-import argparse
 import json
 import math
 import pathlib
@@ -53,7 +52,9 @@ import mi_server  # noqa: E402
 
 import mi_testlib  # noqa: E402
 from mi_testlib import (  # noqa: E402
-    grpc, mi_proto, CaseFailure, check, rpc_text, load_oip, IS_CI)
+    grpc, mi_proto, CaseFailure, check, rpc_text, load_oip, Results,
+    start_server, finish, setup_failed)
+from mi_cases import load_windows, reference_args, skip_or_fail  # noqa: E402
 
 N = 6              # valid requests per protocol
 K = 2              # invalid requests per protocol
@@ -73,37 +74,12 @@ def fail_on(problems, limit=8):
     mi_testlib.fail_on(problems, limit)
 
 
-class Results:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def run(self, name, fn, *args):
-        t0 = time.monotonic()
-        try:
-            note = fn(*args)
-        except CaseFailure as e:
-            self.failed += 1
-            print(f"FAIL {name}  ({time.monotonic() - t0:.2f} s): {e}")
-            return False
-        except grpc.RpcError as e:
-            self.failed += 1
-            print(f"FAIL {name}: unexpected {rpc_text(e)}")
-            return False
-        self.passed += 1
-        print(f"ok   {name}  ({time.monotonic() - t0:.2f} s)"
-              + (f"  {note}" if note else ""))
-        sys.stdout.flush()
-        return True
-
-
 # ---- The exposition format ----
 
 SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)"
                        r"(\s+-?\d+)?$")
 LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*'
                       r'(,|$)')
-
 
 def parse_value(text):
     if text in ("+Inf", "Inf"):
@@ -606,14 +582,6 @@ def sleepy_pipeline(src, folder):
     return dst, cfg
 
 
-def load_windows(path):
-    v = json.loads(pathlib.Path(path).read_text())
-    return [{"flat": [int(x) for row in w["raw"] for x in row],
-             "want": float(w["output_f32"])}
-            for g in ("client_samples", "dataset_windows",
-                      "benchmark_windows") for w in v[g]]
-
-
 def wait_for(srv, regex, timeout):
     deadline = time.monotonic() + timeout
     while True:
@@ -627,28 +595,15 @@ def wait_for(srv, regex, timeout):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--binary", required=True, help="the modinfer executable")
-    p.add_argument("--pipeline", required=True,
-                   help="examples/fall-detection/pipeline.json")
-    p.add_argument("--vectors", required=True,
-                   help="reference/fall-detection/vectors.json")
-    p.add_argument("--proto", help="proto folder (default: <repo>/proto)")
-    p.add_argument("--server-arg", action="append", default=[],
-                   help="extra server argument, e.g. --server-arg=--workers=2")
-    return p.parse_args(argv)
+    return reference_args(__doc__, "--workers=2",
+                          cases=False).parse_args(argv)
 
 
 def main(argv):
     args = parse_args(argv)
     if shutil.which("promtool") is None:
-        why = ("promtool not found (Debian: apt-get install prometheus)")
-        if IS_CI:
-            print(f"FAIL setup: {why}")
-            print("0 passed, 1 failed")
-            return 1
-        print(f"skip: {why}")
-        return 77
+        return skip_or_fail(
+            "promtool not found (Debian: apt-get install prometheus)")
     folder = pathlib.Path(tempfile.mkdtemp(prefix="modinfer-metrics-"))
     try:
         try:
@@ -657,9 +612,7 @@ def main(argv):
             pb = mi_proto.load(HERE.parents[1], args.proto)
         except (OSError, ValueError, KeyError, RuntimeError,
                 ImportError) as e:
-            print(f"FAIL setup: {e}")
-            print("0 passed, 1 failed")
-            return 1
+            return setup_failed(f"setup: {e}")
         return run(args, pipeline, cfg, windows, pb)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -667,15 +620,9 @@ def main(argv):
 
 def run(args, pipeline, cfg, windows, pb):
     res = Results()
-    srv = mi_server.Server(args.binary, pipeline, args.server_arg)
-    try:
-        srv.__enter__()
-    except mi_server.ServerError as e:
-        print(f"FAIL server_start: {e}")
-        print("0 passed, 1 failed")
+    srv = start_server(args.binary, pipeline, args.server_arg)
+    if srv is None:
         return 1
-    print(f"server: pid {srv.proc.pid}, 127.0.0.1:{srv.port}, "
-          f"log {srv.proc.mi_log_path}")
     traffic = None
     try:
         state = {}
@@ -739,23 +686,7 @@ def run(args, pipeline, cfg, windows, pb):
     if traffic is not None:
         traffic.close()
 
-    t0 = time.monotonic()
-    try:
-        check(srv.alive(), f"server had exited with {srv.proc.returncode}")
-        srv.stop()
-        res.passed += 1
-        print(f"ok   sigterm_exit_0  ({time.monotonic() - t0:.2f} s)")
-    except (CaseFailure, mi_server.ServerError) as e:
-        srv.stopped = True
-        res.failed += 1
-        print(f"FAIL sigterm_exit_0: {str(e).splitlines()[0]}")
-    if res.failed:
-        srv.failed = True
-        print(f"--- server log tail ({srv.proc.mi_log_path})")
-        print(srv.tail(40))
-    srv.__exit__(None, None, None)
-    print(f"{res.passed} passed, {res.failed} failed")
-    return 0 if res.failed == 0 else 1
+    return finish(srv, res)
 
 
 if __name__ == "__main__":

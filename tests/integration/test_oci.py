@@ -57,7 +57,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 import urllib.error
 import urllib.request
 
@@ -66,22 +65,15 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, str(HERE))
 
 import mi_server  # noqa: E402
+from mi_cases import (  # noqa: E402
+    check, load_windows, pick, run_one, setup_failed,
+    skip_or_fail, summary)
 
-IS_CI = os.environ.get("CI", "").lower() == "true"
 TOL = 1e-5
 MODEL = "fall-detection"
 HTTP_RE = re.compile(r"http listening on 127\.0\.0\.1:(\d+)")
 DIGEST_RE = re.compile(r"@(sha256:[0-9a-f]{64})")
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class CaseFailure(AssertionError):
-    pass
-
-
-def check(cond, message):
-    if not cond:
-        raise CaseFailure(message)
 
 
 def free_port():
@@ -289,18 +281,6 @@ def expect_fail(rc, out, err, *needles):
     check(rc != 0, f"exit code 0, expected a failure; stderr:\n{err[-800:]}")
     for n in needles:
         check(n in err, f"stderr lacks {n!r}:\n{err[-1200:]}")
-
-
-def load_windows(path):
-    with open(path) as f:
-        vectors = json.load(f)
-    windows = []
-    for group in ("client_samples", "dataset_windows", "benchmark_windows"):
-        for w in vectors.get(group, []):
-            flat = [int(v) for row in w["raw"] for v in row]
-            windows.append({"label": w.get("name") or f"{group}#{w['id']}",
-                            "flat": flat, "want": float(w["output_f32"])})
-    return windows
 
 
 def infer_one(http_port, flat):
@@ -735,13 +715,8 @@ def main():
     args = ap.parse_args()
 
     if not os.access(args.registry, os.X_OK):
-        msg = f"{args.registry} is missing (apt-get install docker-registry)"
-        if IS_CI:
-            print(f"FAIL setup: {msg}")
-            print("0 passed, 1 failed")
-            return 1
-        print(f"skip: {msg}")
-        return 77
+        return skip_or_fail(
+            f"{args.registry} is missing (apt-get install docker-registry)")
 
     ctx = Ctx()
     ctx.binary = args.binary
@@ -753,9 +728,7 @@ def main():
     try:
         ctx.windows = load_windows(args.vectors)
     except (OSError, TypeError, ValueError, KeyError) as e:
-        print(f"FAIL setup: reference vectors: {e}")
-        print("0 passed, 1 failed")
-        return 1
+        return setup_failed(f"setup: reference vectors: {e}")
     tmp = tempfile.mkdtemp(prefix="modinfer-oci-")
     ctx.work = pathlib.Path(tmp)
     ctx.cache = ctx.work / "cache"
@@ -770,26 +743,12 @@ def main():
         try:
             ctx.reg.start()
         except (OSError, RuntimeError) as e:
-            print(f"FAIL registry_start: {e}")
-            print("0 passed, 1 failed")
-            return 1
-        for name, fn in CASES:
-            if args.case and not any(c in name for c in args.case):
-                continue
-            t0 = time.monotonic()
-            try:
-                note = fn(ctx)
+            return setup_failed(f"registry_start: {e}")
+        for name, fn in pick(CASES, args.case):
+            if run_one(name, fn, ctx):
                 passed += 1
-                print(f"ok   {name}  ({time.monotonic() - t0:.2f} s)"
-                      + (f"  {note}" if note else ""))
-            except CaseFailure as e:
+            else:
                 failed += 1
-                print(f"FAIL {name}  ({time.monotonic() - t0:.2f} s): {e}")
-            except Exception as e:  # a test bug or an unexpected error
-                failed += 1
-                print(f"FAIL {name}: unexpected {type(e).__name__}: {e}")
-                traceback.print_exc(limit=4, file=sys.stdout)
-            sys.stdout.flush()
     finally:
         ctx.reg.stop()
         ctx.files.close()
@@ -797,8 +756,7 @@ def main():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print(f"work folder kept: {tmp}")
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    return summary(passed, failed)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ every case passed, 1 otherwise, and 77 (skip) when the Python grpc packages
 are missing, unless CI=true.
 """
 
-import argparse
 import json
 import pathlib
 import queue
@@ -52,7 +51,8 @@ import mi_server  # noqa: E402
 
 from mi_testlib import (  # noqa: E402
     grpc, mi_proto, CaseFailure, check, fail_on, rpc_text, run_case,
-    sigterm_case, END, drain, load_oip)
+    sigterm_case, start_server, end_server, END, drain, load_oip)
+from mi_cases import load_windows, pick, reference_args, setup_failed  # noqa: E402,E501
 
 TOL = 1e-5
 OUTPUT = "prediction"
@@ -75,24 +75,6 @@ ENCODINGS = (
 SHAPE_RE = (r"shape|dimension|\[9, ?3\].*\[3, ?9\]|"
             r"\[3, ?9\].*\[9, ?3\]")
 RAW_FORMATS = {"INT16": "h", "INT32": "i", "INT64": "q", "FP32": "f"}
-
-
-# ---- Reference data ----
-
-def load_windows(vectors):
-    """The 31 reference windows: dicts with id, label, flat raw, want."""
-    windows = []
-    for group in ("client_samples", "dataset_windows", "benchmark_windows"):
-        for w in vectors[group]:
-            flat = [int(v) for row in w["raw"] for v in row]
-            if len(flat) != 27:
-                raise ValueError(f"{group} id {w['id']}: {len(flat)} values")
-            windows.append({"id": int(w["id"]),
-                            "label": w.get("name") or f"{group}#{w['id']}",
-                            "flat": flat, "want": float(w["output_f32"])})
-    if len(windows) != 31:
-        raise ValueError(f"vectors.json has {len(windows)} windows, want 31")
-    return windows
 
 
 # ---- Messages ----
@@ -854,19 +836,7 @@ def wait_ready(srv, timeout=READY_TIMEOUT):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--binary", required=True, help="the modinfer executable")
-    p.add_argument("--pipeline", required=True,
-                   help="examples/fall-detection/pipeline.json")
-    p.add_argument("--vectors", required=True,
-                   help="reference/fall-detection/vectors.json")
-    p.add_argument("--proto", help="proto folder (default: <repo>/proto)")
-    p.add_argument("--server-arg", action="append", default=[],
-                   help="extra server argument, e.g. --server-arg=--workers=4")
-    p.add_argument("--case", action="append", default=[],
-                   help="run only cases whose name contains this")
-    p.add_argument("--list", action="store_true", help="list cases and exit")
-    return p.parse_args(argv)
+    return reference_args(__doc__, "--workers=4").parse_args(argv)
 
 
 def main(argv):
@@ -874,29 +844,19 @@ def main(argv):
     if args.list:
         print("\n".join(name for name, _ in CASES))
         return 0
-    cases = [(n, f) for n, f in CASES
-             if not args.case or any(c in n for c in args.case)]
+    cases = pick(CASES, args.case)
 
     try:
-        windows = load_windows(json.loads(
-            pathlib.Path(args.vectors).read_text()))
+        windows = load_windows(args.vectors, n_elements=27, n_windows=31)
         model = Model(args.pipeline)
         pb = mi_proto.load(HERE.parents[1], args.proto)
         oip, oip_grpc = load_oip()  # generated into pb.out_dir
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as e:
-        print(f"FAIL setup: {e}")
-        print("0 passed, 1 failed")
-        return 1
+        return setup_failed(f"setup: {e}")
 
-    srv = mi_server.Server(args.binary, args.pipeline, args.server_arg)
-    try:
-        srv.__enter__()
-    except mi_server.ServerError as e:
-        print(f"FAIL server_start: {e}")
-        print("0 passed, 1 failed")
+    srv = start_server(args.binary, args.pipeline, args.server_arg)
+    if srv is None:
         return 1
-    print(f"server: pid {srv.proc.pid}, 127.0.0.1:{srv.port}, "
-          f"log {srv.proc.mi_log_path}")
     try:
         passed, failed = run_cases(srv, cases, pb, oip, oip_grpc, model,
                                    windows)
@@ -904,13 +864,7 @@ def main(argv):
         srv.__exit__(*sys.exc_info())
         raise
 
-    if failed:
-        srv.failed = True
-        print(f"--- server log tail ({srv.proc.mi_log_path})")
-        print(srv.tail(60))
-    srv.__exit__(None, None, None)
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    return end_server(srv, passed, failed, tail=60)
 
 
 def run_cases(srv, cases, pb, oip, oip_grpc, model, windows):

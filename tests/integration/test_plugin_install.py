@@ -38,20 +38,11 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import mi_server  # noqa: E402
+from mi_cases import IS_CI, CaseFailure, check, summary  # noqa: E402
 
-IS_CI = os.environ.get("CI", "").lower() == "true"
 MODEL = "fall-detection-clip"
 TOL = 1e-5
 HTTP_RE = re.compile(r"http listening on 127\.0\.0\.1:(\d+)")
-
-
-class CaseFailure(AssertionError):
-    """A case's expectation did not hold; the message says which."""
-
-
-def check(cond, message):
-    if not cond:
-        raise CaseFailure(message)
 
 
 def run(cmd, env=None, cwd=None, timeout=300):
@@ -331,8 +322,7 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         print(f"kept {tmp}")
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    return summary(passed, failed)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mi_testlib import (CaseFailure, END, check, drain, fail_on, grpc,  # noqa: E402
                         mi_proto, run_case, sigterm_case)
 import mi_server  # noqa: E402
+from mi_cases import load_windows  # noqa: E402
 
 HTTP_RE = re.compile(r"http listening on (\S+):(\d+)")
 TOL = 1e-5
@@ -99,13 +100,6 @@ def write_pipeline(folder, file_name, base, model_path, name, version,
     tmp = folder / (file_name + ".tmp")
     tmp.write_text(json.dumps(cfg, indent=2))
     os.replace(tmp, folder / file_name)  # the watcher never sees half a file
-
-
-def load_windows(path):
-    v = json.loads(pathlib.Path(path).read_text())
-    return [{"flat": [int(x) for row in w["raw"] for x in row],
-             "want": float(w["output_f32"])}
-            for g in ("client_samples", "dataset_windows") for w in v[g]]
 
 
 def wait_until(fn, what, timeout=30.0):
@@ -425,7 +419,8 @@ def main(argv):
     p.add_argument("--proto", required=True)
     args = p.parse_args(argv)
     pb = mi_proto.load(pathlib.Path(__file__).parents[2], args.proto)
-    windows = load_windows(args.vectors)
+    windows = load_windows(args.vectors,
+                           groups=("client_samples", "dataset_windows"))
 
     ctx = make_ctx(args, pb, windows,
                    ["--default-model", "fall", "--watch-interval-ms",

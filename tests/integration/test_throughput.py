@@ -41,7 +41,6 @@ every case passed, 1 otherwise, and 77 (skip) when the Python grpc packages
 are missing, unless CI=true.
 """
 
-import argparse
 import http.client
 import json
 import math
@@ -57,7 +56,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 import types
 import urllib.error
 import urllib.request
@@ -72,6 +70,8 @@ import mi_server  # noqa: E402
 import mi_testlib  # noqa: E402
 from mi_testlib import (  # noqa: E402
     grpc, mi_proto, CaseFailure, check, rpc_text, END, drain, load_oip)
+import mi_cases  # noqa: E402
+from mi_cases import pick, reference_args, run_one, setup_failed, summary  # noqa: E402,E501
 
 TOL = 1e-5
 INPUT = "array"
@@ -102,11 +102,7 @@ def fail_on(problems, limit=8):
 
 def load_windows(path):
     """The 31 reference windows: dicts with flat raw values and want."""
-    v = json.loads(pathlib.Path(path).read_text())
-    windows = [{"flat": [int(x) for row in w["raw"] for x in row],
-                "want": float(w["output_f32"])}
-               for g in ("client_samples", "dataset_windows",
-                         "benchmark_windows") for w in v[g]]
+    windows = mi_cases.load_windows(path)
     if len(windows) != 31:
         raise ValueError(f"{path}: {len(windows)} windows, want 31")
     return windows
@@ -1004,20 +1000,7 @@ class Ctx:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--binary", required=True, help="the modinfer executable")
-    p.add_argument("--pipeline", required=True,
-                   help="examples/fall-detection/pipeline.json")
-    p.add_argument("--vectors", required=True,
-                   help="reference/fall-detection/vectors.json")
-    p.add_argument("--proto", help="proto folder (default: <repo>/proto)")
-    p.add_argument("--server-arg", action="append", default=[],
-                   help="extra server argument, e.g. "
-                        "--server-arg=--grpc-threads=2")
-    p.add_argument("--case", action="append", default=[],
-                   help="run only cases whose name contains this")
-    p.add_argument("--list", action="store_true", help="list cases and exit")
-    return p.parse_args(argv)
+    return reference_args(__doc__, "--grpc-threads=2").parse_args(argv)
 
 
 def main(argv):
@@ -1025,8 +1008,7 @@ def main(argv):
     if args.list:
         print("\n".join(name for name, _ in CASES))
         return 0
-    cases = [(n, f) for n, f in CASES
-             if not args.case or any(c in n for c in args.case)]
+    cases = pick(CASES, args.case)
     folder = pathlib.Path(tempfile.mkdtemp(prefix="modinfer-throughput-"))
     try:
         try:
@@ -1035,28 +1017,16 @@ def main(argv):
             oip, oip_grpc = load_oip()  # generated into pb.out_dir
         except (OSError, ValueError, KeyError, RuntimeError,
                 ImportError) as e:
-            print(f"FAIL setup: {e}")
-            print("0 passed, 1 failed")
-            return 1
+            return setup_failed(f"setup: {e}")
         ctx = Ctx(args, pb, oip, oip_grpc, windows, folder)
         passed = failed = 0
         for name, fn in cases:
-            t0 = time.monotonic()
-            try:
-                note = fn(ctx)
+            if run_one(name, fn, ctx, (CaseFailure, mi_server.ServerError),
+                       tb_limit=6):
                 passed += 1
-                print(f"ok   {name}  ({time.monotonic() - t0:.2f} s)"
-                      + (f"  {note}" if note else ""))
-            except (CaseFailure, mi_server.ServerError) as e:
+            else:
                 failed += 1
-                print(f"FAIL {name}  ({time.monotonic() - t0:.2f} s): {e}")
-            except Exception as e:  # a test bug or an unexpected error
-                failed += 1
-                print(f"FAIL {name}: unexpected {type(e).__name__}: {e}")
-                traceback.print_exc(limit=6, file=sys.stdout)
-            sys.stdout.flush()
-        print(f"{passed} passed, {failed} failed")
-        return 0 if failed == 0 else 1
+        return summary(passed, failed)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
