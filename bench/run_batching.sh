@@ -47,8 +47,9 @@
 #               sustained rate and the next rate of the sweep (default 3;
 #               0: none), so that the limit is known to a quarter step
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=$ROOT/build
 RATES=10000,20000,30000,40000,50000,60000,70000
 CONCURRENCY=64,256
@@ -74,99 +75,32 @@ while [ $# -gt 0 ]; do
     --refine) REFINE=$2; shift 2 ;;
     --build-dir) BUILD_DIR=$(realpath -m "$2"); shift 2 ;;
     --no-build) DO_BUILD=0; shift ;;
-    -h | --help)
-        sed -n '4,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-        exit 0
-        ;;
-    *) echo "run_batching.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    -h | --help) print_help; exit 0 ;;
+    *) unknown_option "$1" ;;
     esac
 done
 
-log() { echo "run_batching.sh: $*" >&2; }
-
 # ---- Build ----
 
-if [ "$DO_BUILD" = 1 ]; then
-    if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
-        log "configuring $BUILD_DIR (Release)"
-        cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >&2
-    fi
-    log "building in $BUILD_DIR"
-    cmake --build "$BUILD_DIR" -j2 --target modinfer modinfer-bench \
-        fall_model >&2
-fi
-BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' \
-    "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)
-SANITIZE=$(sed -n 's/^MI_SANITIZE:[A-Z]*=//p' \
-    "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)
-case "$BUILD_TYPE" in
-Release | RelWithDebInfo | MinSizeRel) ;;
-*) log "warning: $BUILD_DIR is a '${BUILD_TYPE:-default}' build; figures" \
-       "are not representative" ;;
-esac
-if [ "$SANITIZE" = ON ]; then
-    log "warning: $BUILD_DIR is built with sanitizers; figures are not" \
-        "representative"
-fi
+build modinfer modinfer-bench fall_model
+check_build_type
+check_sanitize
 
 SERVER=$BUILD_DIR/modinfer
 DRIVER=$BUILD_DIR/modinfer-bench
-for f in "$SERVER" "$DRIVER"; do
-    if [ ! -x "$f" ]; then
-        log "missing $f (build with gRPC and ONNX Runtime on)"
-        exit 1
-    fi
-done
+require_exec "$SERVER" "$DRIVER"
 
-# ---- Noise ----
+# ---- Noise (bench/lib.sh) ----
 
-# Work on the machine that is not this benchmark's: busy CPU time of all
-# cores (/proc/stat: user, nice, system and steal; not interrupts, which
-# loopback traffic of our own would fill) minus the CPU time of this shell
-# and everything it started and reaped (the server, the clients), over the
-# wall time.  The load average cannot tell the two apart; this can.
-CLK_TCK=$(getconf CLK_TCK)
-TIMES_FILE=$(mktemp)
-machine_busy_s() {
-    awk -v hz="$CLK_TCK" '/^cpu / {
-        print ($2 + $3 + $4 + $9) / hz; exit }' /proc/stat
-}
-# Sets OWN_CPU_S.  `times` must run in this shell, not in a $(...) subshell,
-# whose own times and children's are its own.
-own_cpu() {
-    times >"$TIMES_FILE"
-    OWN_CPU_S=$(awk '{ for (i = 1; i <= NF; i++) { split($i, a, /[ms]/)
-                           t += a[1] * 60 + a[2] } } END { print t }' \
-        "$TIMES_FILE")
-}
-noise_start() {
-    NOISE_T0=$(date +%s.%N)
-    NOISE_BUSY0=$(machine_busy_s)
-    own_cpu
-    NOISE_OWN0=$OWN_CPU_S
-}
-# Sets OTHER_CORES: the other work in cores, averaged over the run (call
-# once every process the script started has been reaped).
-noise_end() {
-    own_cpu
-    OTHER_CORES=$(awk -v t0="$NOISE_T0" -v t1="$(date +%s.%N)" \
-        -v b0="$NOISE_BUSY0" -v b1="$(machine_busy_s)" -v o0="$NOISE_OWN0" \
-        -v o1="$OWN_CPU_S" 'BEGIN { x = ((b1 - b0) - (o1 - o0)) / (t1 - t0)
-                                    printf "%.2f", (x < 0 ? 0 : x) }')
-}
+noise_init
 
 # ---- Output files and pipeline copies ----
 
-OUT_DIR=$ROOT/bench/out
-STAMP=$(date +%Y%m%d-%H%M%S)
-BASE=$OUT_DIR/batching-$STAMP
+out_files batching
+BASE=$OUT_BASE
 mkdir -p "$BASE"
-CSV=$BASE.csv
 CLOSED_CSV=$BASE-closed.csv
-TXT=$BASE.txt
-LOG=$BASE.log
 BATCHES=$BASE.batch-size.csv
-: >"$LOG"
 echo "label,executions,requests" >"$BATCHES"
 
 # The copies live in another folder, so their model path is made absolute.
@@ -190,50 +124,22 @@ EOF
 
 # ---- Servers ----
 
-SERVER_PID=
 SERVER_LOG=
-stop_server() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID"
-        wait "$SERVER_PID" || log "server exited with status $?"
-    fi
-    SERVER_PID=
-}
 trap 'stop_server; rm -f "$TIMES_FILE"' EXIT
 trap 'exit 130' INT TERM
 
-# start_server <pipeline> <log>: sets SERVER_PID, PORT and HTTP_PORT.
-start_server() {
+# serve <pipeline> <log>: starts a server on <pipeline>, its stderr in
+# <log>; sets SERVER_PID, PORT and HTTP_PORT.
+serve() {
     SERVER_LOG=$2
-    "$SERVER" serve "$1" --grpc-port 0 --http-port 0 --address 127.0.0.1 \
-        --workers "$WORKERS" --grpc-threads "$GRPC_THREADS" 2>"$SERVER_LOG" &
-    SERVER_PID=$!
-    PORT=
-    for _ in $(seq 1 300); do
-        if grep -q "ready: serving" "$SERVER_LOG"; then
-            PORT=$(sed -n \
-                's/.*grpc listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' \
-                "$SERVER_LOG" | head -n 1)
-            HTTP_PORT=$(sed -n \
-                's/.*http listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' \
-                "$SERVER_LOG" | head -n 1)
-            break
-        fi
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            break
-        fi
-        sleep 0.1
-    done
-    if [ -z "$PORT" ]; then
-        log "the server did not start; its log:"
-        cat "$SERVER_LOG" >&2
-        exit 1
-    fi
+    start_server "$SERVER" serve "$1" --grpc-port 0 --http-port 0 \
+        --address 127.0.0.1 --workers "$WORKERS" \
+        --grpc-threads "$GRPC_THREADS"
 }
 
 # Executions and requests of the model so far, from /metrics.
 batch_counts() {
-    curl -sf "http://127.0.0.1:$HTTP_PORT/metrics" | awk '
+    server_metrics "$HTTP_PORT" -sf | awk '
         /^mi_batch_size_count/ { n = $NF }
         /^mi_batch_size_sum/ { s = $NF }
         END { printf "%d,%d\n", n, s }'
@@ -275,11 +181,11 @@ refine_rates() {
     }' "$CSV"
 }
 
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_BEFORE=$(loadavg)
 noise_start
 STATUS=0
 for label in unbatched batched; do
-    start_server "$BASE/$label.json" "$BASE-$label.server.log"
+    serve "$BASE/$label.json" "$BASE-$label.server.log"
     log "$label: server pid $SERVER_PID on 127.0.0.1:$PORT" \
         "(workers=$WORKERS grpc-threads=$GRPC_THREADS)"
     # Unmeasured: the first requests of a fresh server (ORT's first runs,
@@ -290,41 +196,29 @@ for label in unbatched batched; do
         --rate "$WARMUP_RATE" --window-ms 2000 --max-windows 1 \
         --drain-ms 3000 --quiet >>"$LOG" 2>&1 || true
     log "$label: open loop, rates $RATES"
-    if ! "$DRIVER" --protocol extended --target "127.0.0.1:$PORT" \
+    drive "$label" "$DRIVER" --protocol extended --target "127.0.0.1:$PORT" \
         --rate "$RATES" --window-ms "$WINDOW_MS" \
         --max-windows "$MAX_WINDOWS" --drain-ms 3000 --label "$label" \
-        --csv "$CSV" --plot "$BASE-$label.png" >>"$LOG" 2>&1; then
-        log "$label: modinfer-bench failed (see $LOG)"
-        STATUS=1
-    fi
+        --csv "$CSV" --plot "$BASE-$label.png"
     FINE=$(refine_rates "$label")
     if [ -n "$FINE" ]; then
         log "$label: open loop, refining: rates $FINE"
-        if ! "$DRIVER" --protocol extended --target "127.0.0.1:$PORT" \
-            --rate "$FINE" --window-ms "$WINDOW_MS" \
-            --max-windows "$MAX_WINDOWS" --drain-ms 3000 --label "$label" \
-            --csv "$CSV" --plot "$BASE-$label-refine.png" >>"$LOG" 2>&1; then
-            log "$label: modinfer-bench failed (see $LOG)"
-            STATUS=1
-        fi
+        drive "$label" "$DRIVER" --protocol extended \
+            --target "127.0.0.1:$PORT" --rate "$FINE" \
+            --window-ms "$WINDOW_MS" --max-windows "$MAX_WINDOWS" \
+            --drain-ms 3000 --label "$label" --csv "$CSV" \
+            --plot "$BASE-$label-refine.png"
     fi
     log "$label: closed loop, concurrency $CONCURRENCY"
-    if ! "$DRIVER" --protocol extended --target "127.0.0.1:$PORT" \
-        --concurrency "$CONCURRENCY" --window-ms "$WINDOW_MS" \
-        --max-windows "$MAX_WINDOWS" --drain-ms 3000 --label "$label" \
-        --csv "$CLOSED_CSV" >>"$LOG" 2>&1; then
-        log "$label: modinfer-bench failed (see $LOG)"
-        STATUS=1
-    fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        log "$label: the server died; its log:"
-        cat "$SERVER_LOG" >&2
-        exit 1
-    fi
+    drive "$label" "$DRIVER" --protocol extended \
+        --target "127.0.0.1:$PORT" --concurrency "$CONCURRENCY" \
+        --window-ms "$WINDOW_MS" --max-windows "$MAX_WINDOWS" \
+        --drain-ms 3000 --label "$label" --csv "$CLOSED_CSV"
+    check_server "$label"
     echo "$label,$(batch_counts)" >>"$BATCHES"
     stop_server
 done
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_AFTER=$(loadavg)
 noise_end
 
 # ---- Table ----

@@ -30,8 +30,9 @@
 #                          [--depth D] [--max-windows N] [--stability PCT]
 #                          [--build-dir DIR] [--no-build]
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=$ROOT/build
 RUN_SECONDS=5
 WARMUP=1
@@ -55,117 +56,47 @@ while [ $# -gt 0 ]; do
     --stability) STABILITY=$2; shift 2 ;;
     --build-dir) BUILD_DIR=$(realpath -m "$2"); shift 2 ;;
     --no-build) DO_BUILD=0; shift ;;
-    -h | --help)
-        sed -n '4,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-        exit 0
-        ;;
-    *) echo "run_fall.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    -h | --help) print_help; exit 0 ;;
+    *) unknown_option "$1" ;;
     esac
 done
 
-# Milliseconds of `seconds / parts`, rounded; empty when not a number >= 0.
-ms_of() {
-    awk -v s="$1" -v n="$2" 'BEGIN {
-        if (s !~ /^[0-9]+([.][0-9]*)?$|^[.][0-9]+$/) { exit }
-        printf "%d", s * 1000 / n + 0.5 }'
-}
-WINDOW_MS=$(ms_of "$RUN_SECONDS" 3)
-WARMUP_MS=$(ms_of "$WARMUP" 1)
-if [ -z "$WINDOW_MS" ] || [ "$WINDOW_MS" -lt 10 ]; then
-    echo "run_fall.sh: --seconds: expected at least 0.03, got" \
-        "'$RUN_SECONDS'" >&2
-    exit 2
-fi
-if [ -z "$WARMUP_MS" ]; then
-    echo "run_fall.sh: --warmup: expected seconds, got '$WARMUP'" >&2
-    exit 2
-fi
+set_windows 2
 case $DEPTH in
-'' | *[!0-9]* | 0) echo "run_fall.sh: --depth: expected a positive" \
-    "integer, got '$DEPTH'" >&2; exit 2 ;;
+'' | *[!0-9]* | 0) usage_error "--depth: expected a positive integer, got" \
+    "'$DEPTH'" ;;
 esac
-
-log() { echo "run_fall.sh: $*" >&2; }
-
-# pin <cpus> <command...>: runs the command, under taskset if cpus is set.
-pin() {
-    local cpus=$1
-    shift
-    if [ -n "$cpus" ]; then
-        taskset -c "$cpus" "$@"
-    else
-        "$@"
-    fi
-}
 
 # ---- Build ----
 
-if [ "$DO_BUILD" = 1 ]; then
-    if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
-        log "configuring $BUILD_DIR (Release)"
-        cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >&2
-    fi
-    log "building in $BUILD_DIR"
-    cmake --build "$BUILD_DIR" -j2 --target modinfer modinfer-bench \
-        mi-bench-fall-inprocess fall_model >&2
-fi
-BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' \
-    "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)
-SANITIZE=$(sed -n 's/^MI_SANITIZE:[A-Z]*=//p' \
-    "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)
-case "$BUILD_TYPE" in
-Release | RelWithDebInfo | MinSizeRel) ;;
-*) log "warning: $BUILD_DIR is a '${BUILD_TYPE:-default}' build; figures" \
-       "are not representative" ;;
-esac
-if [ "$SANITIZE" = ON ]; then
-    log "warning: $BUILD_DIR is built with sanitizers; figures are not" \
-        "representative"
-fi
+build modinfer modinfer-bench mi-bench-fall-inprocess fall_model
+check_build_type
+check_sanitize
 
 SERVER=$BUILD_DIR/modinfer
 DRIVER=$BUILD_DIR/modinfer-bench
 INPROC=$BUILD_DIR/bench/mi-bench-fall-inprocess
 PIPELINE=${PIPELINE:-$ROOT/examples/fall-detection/pipeline.json}
-for f in "$SERVER" "$DRIVER" "$INPROC"; do
-    if [ ! -x "$f" ]; then
-        log "missing $f (build with gRPC and ONNX Runtime on)"
-        exit 1
-    fi
-done
+require_exec "$SERVER" "$DRIVER" "$INPROC"
 
 # ---- Output files ----
 
 # The served rows are modinfer-bench's CSV, the in-process rows
 # mi-bench-fall-inprocess's (bench.h): two formats, two files.
-OUT_DIR=$ROOT/bench/out
-mkdir -p "$OUT_DIR"
-STAMP=$(date +%Y%m%d-%H%M%S)
-CSV=$OUT_DIR/fall-$STAMP.csv
-INPROC_CSV=$OUT_DIR/fall-$STAMP.inprocess.csv
-TXT=$OUT_DIR/fall-$STAMP.txt
-LOG=$OUT_DIR/fall-$STAMP.log
-SERVER_LOG=$OUT_DIR/fall-$STAMP.server.log
-SERVER_CPU=$OUT_DIR/fall-$STAMP.server-cpu.csv
-: >"$LOG"
+out_files fall
+INPROC_CSV=$OUT_BASE.inprocess.csv
+SERVER_LOG=$OUT_BASE.server.log
+SERVER_CPU=$OUT_BASE.server-cpu.csv
 : >"$CSV"
 : >"$INPROC_CSV"
 echo "config,server_cpu_s" >"$SERVER_CPU"
 
 # ---- Server ----
 
-SERVER_PID=
-stop_server() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID"
-        wait "$SERVER_PID" || log "server exited with status $?"
-    fi
-    SERVER_PID=
-}
 trap stop_server EXIT
 trap 'exit 130' INT TERM
 
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_BEFORE=$(loadavg)
 log "starting the server (workers=$WORKERS grpc-threads=$GRPC_THREADS)"
 SERVER_CMD=("$SERVER" serve "$PIPELINE" --grpc-port 0 --http-port 0 --address 127.0.0.1
     --workers "$WORKERS" --grpc-threads "$GRPC_THREADS")
@@ -173,48 +104,12 @@ if [ -n "${SERVER_CPUS:-}" ]; then
     # taskset execs the server, so $! stays the server's pid.
     SERVER_CMD=(taskset -c "$SERVER_CPUS" "${SERVER_CMD[@]}")
 fi
-"${SERVER_CMD[@]}" 2>"$SERVER_LOG" &
-SERVER_PID=$!
-
-PORT=
-for _ in $(seq 1 300); do
-    # The port is logged before the pipeline loads; wait for readiness.
-    if grep -q "ready: serving" "$SERVER_LOG"; then
-        PORT=$(sed -n 's/.*grpc listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' \
-            "$SERVER_LOG" | head -n 1)
-        break
-    fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        break
-    fi
-    sleep 0.1
-done
-if [ -z "$PORT" ]; then
-    log "the server did not start; its log:"
-    cat "$SERVER_LOG" >&2
-    exit 1
-fi
+start_server "${SERVER_CMD[@]}"
 log "server pid $SERVER_PID on 127.0.0.1:$PORT"
 
 # ---- Served ----
 
-# The server's CPU time (user + system) in clock ticks.
-server_ticks() {
-    awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"
-}
 CLK_TCK=$(getconf CLK_TCK)
-
-# Requests of the CSV row labelled $1 that did not end well (failed, never
-# sent, or answered with something that does not match): empty if no row.
-row_errors() {
-    awk -F, -v label="$1" '
-    FNR == 1 { for (i = 1; i <= NF; i++) { idx[$i] = i }; next }
-    $(idx["label"]) == label {
-        e = $(idx["failed"]) + $(idx["client_backlog"]) + \
-            $(idx["bad_response"])
-    }
-    END { if (e != "") { print e } }' "$CSV"
-}
 
 STATUS=0
 for s in $STREAMS; do
@@ -222,36 +117,16 @@ for s in $STREAMS; do
     label="extended c=$c streams=$s"
     DRIVER_ARGS=(--protocol extended --target "127.0.0.1:$PORT"
         --concurrency "$c" --streams "$s" --drain-ms 3000)
-    if [ "$WARMUP_MS" -ge 10 ]; then
-        log "$label: ${WARMUP}s warmup, not measured"
-        pin "${CLIENT_CPUS:-}" "$DRIVER" "${DRIVER_ARGS[@]}" \
-            --window-ms "$WARMUP_MS" --max-windows 1 --quiet \
-            >>"$LOG" 2>&1 || true
-    fi
-    log "$label: windows of $WINDOW_MS ms (3 measured, at most $MAX_WINDOWS)"
+    warmup_point "$label" "${DRIVER_ARGS[@]}"
     TICKS_BEFORE=$(server_ticks)
-    if ! pin "${CLIENT_CPUS:-}" "$DRIVER" "${DRIVER_ARGS[@]}" \
-        --window-ms "$WINDOW_MS" --max-windows "$MAX_WINDOWS" \
-        --stability "$STABILITY" --label "$label" --csv "$CSV" \
-        >>"$LOG" 2>&1; then
-        log "$label: modinfer-bench failed (see $LOG)"
-        STATUS=1
-    fi
+    stable_point "$label" "${DRIVER_ARGS[@]}"
     if kill -0 "$SERVER_PID" 2>/dev/null; then
         TICKS_AFTER=$(server_ticks)
         echo "$label,$(awk -v t=$((TICKS_AFTER - TICKS_BEFORE)) \
             -v hz="$CLK_TCK" 'BEGIN { print t / hz }')" >>"$SERVER_CPU"
     fi
-    errors=$(row_errors "$label")
-    if [ -n "$errors" ] && [ "$errors" != 0 ]; then
-        log "$label: $errors request errors (see $LOG)"
-        STATUS=1
-    fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        log "the server died; its log:"
-        cat "$SERVER_LOG" >&2
-        exit 1
-    fi
+    check_row_errors "$label"
+    check_server
 done
 stop_server
 
@@ -264,7 +139,7 @@ if ! pin "${CLIENT_CPUS:-}" "$INPROC" --pipeline "$PIPELINE" \
     log "mi-bench-fall-inprocess failed (see $LOG)"
     STATUS=1
 fi
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_AFTER=$(loadavg)
 
 # ---- Table ----
 

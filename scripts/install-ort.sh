@@ -36,30 +36,11 @@ onnxruntime.framework/Headers"
 readonly X64_DIR="Plugins/Linux/x64"
 readonly ARM64_DIR="bin/napi-v6/linux/arm64"
 
-say() {
-    printf 'install-ort: %s\n' "$*"
-}
+NAME=install-ort
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-die() {
-    printf 'install-ort: error: %s\n' "$*" >&2
-    exit 1
-}
-
-usage() {
-    sed -n '/^# Usage:/,/^$/{s/^# \{0,1\}//;p}' "$0"
-}
-
-force=0
-for arg in "$@"; do
-    case "$arg" in
-    --force) force=1 ;;
-    -h | --help)
-        usage
-        exit 0
-        ;;
-    *) die "unknown argument '$arg' (see --help)" ;;
-    esac
-done
+parse_args "$@"
 
 # ---- An ONNX Runtime the build prefers is already there ----
 
@@ -91,7 +72,6 @@ aarch64 | arm64)
 *) die "no prebuilt ONNX Runtime for machine '$arch'; set ORT_ROOT" ;;
 esac
 
-repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dest="$repo_root/third_party/ort"
 stamp_text="onnxruntime $lib_version linux-$arch ${packages[*]}"
 
@@ -103,7 +83,7 @@ if [[ $force -eq 0 && -f "$dest/.stamp" &&
     exit 0
 fi
 
-command -v npm >/dev/null 2>&1 || die "npm is needed to fetch ONNX Runtime"
+need_npm "ONNX Runtime"
 
 # ---- Fetch into a temporary folder, assemble, then swap into place ----
 
